@@ -1,0 +1,1 @@
+"""Code shared by the algorithms of sb3_dqfd: demonstrations, replay buffers, experts."""
