@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import NamedTuple, overload
 
 import numpy as np
 from gymnasium import spaces
@@ -49,6 +49,23 @@ class Episode:
     def episode_return(self) -> float:
         """Undiscounted sum of the rewards."""
         return float(self.rewards.sum())
+
+
+class Transitions(NamedTuple):
+    """
+    All transitions of a :class:`Demonstrations`, episodes laid end to end (flat, in episode order).
+
+    ``N`` is the number of transitions. ``terminations[i]`` is True only on the last step of an episode that ended by
+    termination (no bootstrap); ``episode_ends[i]`` is True on the last step of every episode (terminated or not), so
+    an n-step window starting in one episode never reads into the next.
+    """
+
+    observations: np.ndarray  # [N, *obs_shape]
+    next_observations: np.ndarray  # [N, *obs_shape]
+    actions: np.ndarray  # [N, *action_shape]
+    rewards: np.ndarray  # [N], float32
+    terminations: np.ndarray  # [N], bool
+    episode_ends: np.ndarray  # [N], bool
 
 
 class Demonstrations(Sequence[Episode]):
@@ -107,6 +124,26 @@ class Demonstrations(Sequence[Episode]):
     def episode_lengths(self) -> np.ndarray:
         """Number of transitions of each episode, shape ``[n_episodes]``."""
         return np.array([len(episode) for episode in self.episodes], dtype=np.int64)
+
+    def to_transitions(self) -> Transitions:
+        """
+        Lay the episodes end to end as flat transition arrays, the form replay buffers consume.
+
+        :return: the transitions, in episode order
+        """
+        ends = [np.zeros(len(episode), dtype=bool) for episode in self.episodes]
+        terminations = [np.zeros(len(episode), dtype=bool) for episode in self.episodes]
+        for episode, end, termination in zip(self.episodes, ends, terminations, strict=True):
+            end[-1] = True
+            termination[-1] = episode.terminated
+        return Transitions(
+            observations=np.concatenate([episode.observations[:-1] for episode in self.episodes]),
+            next_observations=np.concatenate([episode.observations[1:] for episode in self.episodes]),
+            actions=np.concatenate([episode.actions for episode in self.episodes]),
+            rewards=np.concatenate([episode.rewards for episode in self.episodes]).astype(np.float32),
+            terminations=np.concatenate(terminations),
+            episode_ends=np.concatenate(ends),
+        )
 
     def __repr__(self) -> str:
         returns = self.episode_returns
