@@ -1,0 +1,257 @@
+"""Training runs with periodic evaluation, their learning curves, result tables and plots (CLI, examples, benchmarks)."""
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv
+
+
+@dataclass
+class LearningCurve:
+    """
+    Deterministic evaluations of one training run.
+
+    :param label: name of the method (e.g. "DQfD")
+    :param seed: the run's seed
+    :param timesteps: environment steps at each evaluation
+    :param mean_returns: mean return over the evaluation episodes at each evaluation
+    :param std_returns: standard deviation of those returns
+    :param train_seconds: wall time spent training, evaluation excluded
+    :param eval_seconds: wall time spent evaluating
+    """
+
+    label: str
+    seed: int
+    timesteps: list[int] = field(default_factory=list)
+    mean_returns: list[float] = field(default_factory=list)
+    std_returns: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+    def steps_to_threshold(self, threshold: float) -> int | None:
+        """
+        :param threshold: the return to reach
+        :return: the first evaluated step whose mean return reaches ``threshold``, None if none does
+        """
+        reached = [step for step, value in zip(self.timesteps, self.mean_returns, strict=True) if value >= threshold]
+        return reached[0] if reached else None
+
+    def share_at_or_above(self, threshold: float) -> float:
+        """
+        :param threshold: the return to hold
+        :return: the share of evaluations whose mean return is at least ``threshold``
+        """
+        return float(np.mean(np.asarray(self.mean_returns) >= threshold)) if self.mean_returns else 0.0
+
+
+class CurveCallback(BaseCallback):
+    """
+    Evaluate the model every ``eval_freq`` environment steps (over all envs) and record a :class:`LearningCurve`.
+
+    SB3's ``EvalCallback`` counts calls, not environment steps, and keeps no timing: this one records both so that
+    training speed can be reported with evaluation excluded.
+
+    :param curve: the curve to fill
+    :param eval_env: the environment to evaluate on
+    :param eval_freq: evaluate every this many environment steps
+    :param n_eval_episodes: episodes per evaluation
+    :param deterministic: evaluate the greedy policy
+    """
+
+    def __init__(
+        self, curve: LearningCurve, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int, deterministic: bool = True
+    ) -> None:
+        super().__init__()
+        self.curve = curve
+        self.eval_env = eval_env
+        self.eval_freq = eval_freq
+        self.n_eval_episodes = n_eval_episodes
+        self.deterministic = deterministic
+        self._next_eval = 0
+
+    def _on_training_start(self) -> None:
+        self._next_eval = self.num_timesteps + self.eval_freq
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next_eval:
+            self._next_eval += self.eval_freq
+            record_evaluation(self.model, self.curve, self.eval_env, self.n_eval_episodes, self.deterministic)
+        return True
+
+
+def record_evaluation(
+    model: BaseAlgorithm, curve: LearningCurve, eval_env: VecEnv, n_eval_episodes: int, deterministic: bool = True
+) -> None:
+    """
+    Evaluate ``model`` now and append the result to ``curve``.
+
+    :param model: the model to evaluate
+    :param curve: the curve to extend
+    :param eval_env: the environment to evaluate on
+    :param n_eval_episodes: number of episodes
+    :param deterministic: evaluate the greedy policy
+    """
+    start = time.perf_counter()
+    episode_returns, _ = evaluate_policy(
+        model, eval_env, n_eval_episodes=n_eval_episodes, deterministic=deterministic, return_episode_rewards=True
+    )
+    curve.eval_seconds += time.perf_counter() - start
+    curve.timesteps.append(int(model.num_timesteps))
+    curve.mean_returns.append(float(np.mean(episode_returns)))
+    curve.std_returns.append(float(np.std(episode_returns)))
+
+
+def train_with_curve(
+    model: BaseAlgorithm,
+    label: str,
+    seed: int,
+    total_timesteps: int,
+    eval_env: VecEnv,
+    eval_freq: int,
+    n_eval_episodes: int,
+    progress_bar: bool = False,
+    before_learning: Callable[[BaseAlgorithm], None] | None = None,
+    extra_callback: BaseCallback | None = None,
+) -> LearningCurve:
+    """
+    Train ``model`` for ``total_timesteps`` environment steps and evaluate it before learning and every ``eval_freq``.
+
+    :param model: the model to train
+    :param label: name of the method in tables and plots
+    :param seed: the run's seed (recorded only: seed the model and envs when creating them)
+    :param total_timesteps: environment steps to train for
+    :param eval_env: the environment to evaluate on
+    :param eval_freq: evaluate every this many environment steps
+    :param n_eval_episodes: episodes per evaluation
+    :param progress_bar: show a progress bar while learning
+    :param before_learning: run on the model before the first evaluation (e.g. DQfD pre-training); its time counts
+        as training time
+    :param extra_callback: another callback to run during learning (e.g. a checkpoint)
+    :return: the learning curve
+    """
+    curve = LearningCurve(label=label, seed=seed)
+    start = time.perf_counter()
+    if before_learning is not None:
+        before_learning(model)
+    record_evaluation(model, curve, eval_env, n_eval_episodes)
+    callbacks: list[BaseCallback] = [CurveCallback(curve, eval_env, eval_freq, n_eval_episodes)]
+    if extra_callback is not None:
+        callbacks.append(extra_callback)
+    if total_timesteps > 0:
+        model.learn(total_timesteps, callback=callbacks, progress_bar=progress_bar, reset_num_timesteps=False)
+    if curve.timesteps[-1] != model.num_timesteps:
+        record_evaluation(model, curve, eval_env, n_eval_episodes)
+    curve.train_seconds = time.perf_counter() - start - curve.eval_seconds
+    return curve
+
+
+def summarize(curves: Sequence[LearningCurve], threshold: float | None) -> list[dict[str, Any]]:
+    """
+    One row per method: medians over seeds of steps to threshold, final return and training time.
+
+    :param curves: the curves of all methods and seeds
+    :param threshold: the return that counts as solved (None: not reported)
+    :return: the rows, in the order the methods first appear
+    """
+    rows = []
+    for label in dict.fromkeys(curve.label for curve in curves):
+        runs = [curve for curve in curves if curve.label == label]
+        steps = [run.steps_to_threshold(threshold) for run in runs] if threshold is not None else []
+        reached = [step for step in steps if step is not None]
+        rows.append(
+            {
+                "method": label,
+                "seeds": len(runs),
+                "reached": f"{len(reached)}/{len(runs)}" if threshold is not None else "-",
+                "median_steps_to_threshold": float(np.median(reached)) if len(reached) * 2 > len(runs) else None,
+                "median_final_return": float(np.median([run.mean_returns[-1] for run in runs])),
+                "median_share_at_threshold": (
+                    float(np.median([run.share_at_or_above(threshold) for run in runs])) if threshold is not None else None
+                ),
+                "median_train_seconds": float(np.median([run.train_seconds for run in runs])),
+                "median_steps_per_second": float(
+                    np.median([run.timesteps[-1] / max(run.train_seconds, 1e-9) for run in runs])
+                ),
+            }
+        )
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]], threshold: float | None) -> str:
+    """
+    :param rows: rows from :func:`summarize`
+    :param threshold: the solved threshold shown in the header
+    :return: a Markdown table
+    """
+
+    def fmt(value: Any, pattern: str) -> str:
+        return "never" if value is None else pattern.format(value)
+
+    header = (
+        f"| method | seeds | reached {threshold} | median steps to {threshold} | median share of evals >= {threshold} "
+        "| median final return | median train time (s) | env steps/s |"
+    )
+    lines = [header, "|" + "---|" * 8]
+    for row in rows:
+        lines.append(
+            f"| {row['method']} | {row['seeds']} | {row['reached']} | {fmt(row['median_steps_to_threshold'], '{:,.0f}')} "
+            f"| {fmt(row['median_share_at_threshold'], '{:.0%}')} | {row['median_final_return']:.1f} "
+            f"| {row['median_train_seconds']:.1f} | {row['median_steps_per_second']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_curves(curves: Sequence[LearningCurve], path: str | Path, title: str, threshold: float | None = None) -> None:
+    """
+    Plot the median evaluation return of each method over seeds, with the min-max range shaded.
+
+    :param curves: the curves of all methods and seeds
+    :param path: where to write the PNG
+    :param title: the plot title
+    :param threshold: draw a horizontal line at this return
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for label in dict.fromkeys(curve.label for curve in curves):
+        runs = [curve for curve in curves if curve.label == label]
+        # Seeds may evaluate at slightly different steps (vectorized envs): align on the shortest run
+        length = min(len(run.timesteps) for run in runs)
+        steps = np.asarray(runs[0].timesteps[:length])
+        returns = np.asarray([run.mean_returns[:length] for run in runs])  # [n_seeds, n_evals]
+        (line,) = axis.plot(steps, np.median(returns, axis=0), label=f"{label} (median of {len(runs)})")
+        axis.fill_between(steps, returns.min(axis=0), returns.max(axis=0), color=line.get_color(), alpha=0.2)
+    if threshold is not None:
+        axis.axhline(threshold, color="gray", linestyle="--", linewidth=1, label=f"threshold {threshold}")
+    axis.set_xlabel("environment steps")
+    axis.set_ylabel("deterministic evaluation return")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def save_results(path: str | Path, curves: Sequence[LearningCurve], metadata: dict[str, Any]) -> None:
+    """
+    Write the curves and the run's metadata (command, machine, settings) as JSON.
+
+    :param path: the JSON file to write
+    :param curves: the learning curves
+    :param metadata: anything that says how the results were produced
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"metadata": metadata, "curves": [asdict(curve) for curve in curves]}, indent=2))

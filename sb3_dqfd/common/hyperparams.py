@@ -1,0 +1,90 @@
+"""Hyperparameter files in rl-zoo3's YAML format, read without ``eval``."""
+
+import ast
+import inspect
+from pathlib import Path
+from typing import Any
+
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.utils import LinearSchedule
+
+# Keys of an rl-zoo3 entry that are not constructor arguments of the algorithm
+RUN_KEYS = ("n_timesteps", "n_envs", "policy")
+
+
+def _parse_dict_call(text: str, where: str) -> dict[str, Any]:
+    """
+    Parse rl-zoo3's ``"dict(net_arch=[64, 64])"`` strings safely: only a ``dict(...)`` call with literal values.
+
+    :param text: the string from the YAML file
+    :param where: where the string comes from, for error messages
+    :return: the keyword arguments as a dict
+    """
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError as error:
+        raise ValueError(f"{where}: cannot parse {text!r} ({error.msg})") from None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args):
+        raise ValueError(f"{where}: expected a mapping or a string 'dict(key=value, ...)', got {text!r}")
+    try:
+        return {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords if keyword.arg is not None}
+    except ValueError:
+        raise ValueError(
+            f"{where}: only literal values (numbers, strings, lists, dicts) are allowed in {text!r}; "
+            "classes such as nn.ReLU are not evaluated for safety: use their names in a policy that accepts them"
+        ) from None
+
+
+def _parse_value(key: str, value: Any, where: str) -> Any:
+    """
+    Turn rl-zoo3's string conventions into Python values: ``lin_<x>`` linear schedules and ``dict(...)`` kwargs.
+
+    :param key: the hyperparameter name
+    :param value: its raw YAML value
+    :param where: where it comes from, for error messages
+    :return: the value to pass to the algorithm
+    """
+    if isinstance(value, str) and value.startswith("lin_"):
+        try:
+            return LinearSchedule(float(value[4:]), 0.0, 1.0)
+        except ValueError:
+            raise ValueError(f"{where}: {key}={value!r} is not a linear schedule 'lin_<number>'") from None
+    if key.endswith("kwargs") and isinstance(value, str):
+        return _parse_dict_call(value, f"{where}: {key}")
+    return value
+
+
+def load_hyperparameters(path: str | Path, env_id: str, algorithm_class: type[BaseAlgorithm]) -> dict[str, Any]:
+    """
+    Read the entry for ``env_id`` from an rl-zoo3 style YAML file (``{env_id: {hyperparameter: value}}``).
+
+    Strings are never evaluated: ``policy_kwargs: "dict(net_arch=[64, 64])"`` is parsed as a literal, ``lin_1e-3``
+    becomes a linear schedule. Unknown keys are an error naming them.
+
+    :param path: the YAML file
+    :param env_id: the environment id whose entry to read
+    :param algorithm_class: the algorithm the hyperparameters are for (its constructor defines the known keys)
+    :return: the hyperparameters, including the run keys ``n_timesteps``, ``n_envs`` and ``policy`` when given
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Hyperparameter file {path} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"Hyperparameter file {path} is not valid YAML: {error}") from None
+    if not isinstance(content, dict) or env_id not in content:
+        known = sorted(content) if isinstance(content, dict) else []
+        raise ValueError(f"Hyperparameter file {path} has no entry for {env_id!r} (entries: {known})")
+    entry = content[env_id]
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path}: the entry for {env_id!r} must be a mapping of hyperparameters, got {type(entry).__name__}")
+    known_keys = set(inspect.signature(algorithm_class.__init__).parameters) - {"self", "env"}
+    unknown = sorted(set(entry) - known_keys - set(RUN_KEYS))
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown hyperparameters for {algorithm_class.__name__} on {env_id!r}: {unknown} "
+            f"(known: {sorted(known_keys | set(RUN_KEYS))})"
+        )
+    return {key: _parse_value(key, value, f"{path} [{env_id}]") for key, value in entry.items()}
