@@ -1,0 +1,323 @@
+"""The ``sb3-dqfd`` command line: record demonstrations, train, evaluate, compare DQfD with DQN, and the demo."""
+
+import argparse
+import json
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from sb3_contrib import QRDQN, TRPO, RecurrentPPO
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_dqfd.common.demonstrations import Demonstrations, load_demonstrations, record_demonstrations, save_demonstrations
+from sb3_dqfd.common.experiment import LearningCurve, format_table, plot_curves, save_results, summarize, train_with_curve
+from sb3_dqfd.common.experts import get_expert
+from sb3_dqfd.common.hyperparams import load_hyperparameters
+from sb3_dqfd.dqfd import DQfD
+from sb3_dqfd.transformer_a2c import TransformerA2C
+from sb3_dqfd.wrappers import PRESETS
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
+    "dqfd": DQfD,
+    "transformer-a2c": TransformerA2C,
+    "a2c": A2C,
+    "ppo": PPO,
+    "dqn": DQN,
+    "sac": SAC,
+    "td3": TD3,
+    "ddpg": DDPG,
+    "qrdqn": QRDQN,
+    "trpo": TRPO,
+    "recurrent-ppo": RecurrentPPO,
+}
+TRAINABLE = ("dqfd", "transformer-a2c")
+
+# rl-zoo3's tuned DQN hyperparameters (hyperparams/dqn.yml), the baseline of `compare`
+_ZOO_DQN_BOX2D = dict(
+    learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0, gamma=0.99, target_update_interval=250,
+    train_freq=4, gradient_steps=-1, exploration_fraction=0.12, exploration_final_eps=0.1,
+    policy_kwargs=dict(net_arch=[256, 256]),
+)  # fmt: skip
+ZOO_DQN_HYPERPARAMS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(
+        learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, gamma=0.99,
+        target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
+        exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]),
+    ),
+    "MountainCar-v0": dict(
+        learning_rate=4e-3, batch_size=128, buffer_size=10_000, learning_starts=1000, gamma=0.98,
+        target_update_interval=600, train_freq=16, gradient_steps=8, exploration_fraction=0.2,
+        exploration_final_eps=0.07, policy_kwargs=dict(net_arch=[256, 256]),
+    ),
+    "LunarLander-v3": _ZOO_DQN_BOX2D,
+    "Acrobot-v1": _ZOO_DQN_BOX2D,
+}  # fmt: skip
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported as one line, exit status 2."""
+
+
+def make_env(env_id: str, n_envs: int, seed: int, domain_randomization: str | None = None) -> VecEnv:
+    """
+    :param env_id: a registered Gymnasium environment id
+    :param n_envs: number of environments
+    :param seed: seed of the first environment (the others get ``seed + i``)
+    :param domain_randomization: name of a preset from :data:`sb3_dqfd.wrappers.PRESETS`
+    :return: the vectorized, monitored environment
+    """
+    wrapper = None
+    if domain_randomization is not None:
+        if domain_randomization not in PRESETS:
+            raise UsageError(f"unknown domain randomization preset {domain_randomization!r} (known: {sorted(PRESETS)})")
+        wrapper = PRESETS[domain_randomization]
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper)
+
+
+def demonstrations_from_arg(spec: str, env_id: str, seed: int) -> Demonstrations:
+    """
+    :param spec: ``expert:N`` to record N episodes with the built-in expert of ``env_id``, or the path of a file
+    :param env_id: the environment the demonstrations are for
+    :param seed: seed of the recording
+    :return: the demonstrations, validated against the environment
+    """
+    if spec.startswith("expert:"):
+        count = spec.removeprefix("expert:")
+        if not count.isdigit() or int(count) < 1:
+            raise UsageError(f"--demos {spec!r}: expected expert:N with N a positive whole number of episodes")
+        return record_demonstrations(env_id, env_id, n_episodes=int(count), seed=seed)
+    if not Path(spec).exists():
+        raise UsageError(f"--demos {spec!r}: no such file (give a path or expert:N)")
+    return load_demonstrations(spec, env=env_id)
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "torch": th.__version__,
+        "processor": platform.processor() or platform.machine(),
+        "torch_threads": th.get_num_threads(),
+    }
+
+
+def cmd_record(args: argparse.Namespace) -> None:
+    """Record demonstrations from a built-in expert or a saved SB3 model and write them as ``.npz``."""
+    if args.model is not None:
+        expert: Any = ALGORITHMS[args.algo].load(args.model, device="cpu")
+    else:
+        expert = get_expert(args.expert or args.env)
+    demos = record_demonstrations(expert, args.env, n_episodes=args.episodes, seed=args.seed)
+    save_demonstrations(demos, args.output)
+    print(demos)
+    print(f"Saved to {args.output}")
+
+
+def _build_model(args: argparse.Namespace, env: VecEnv) -> tuple[BaseAlgorithm, int]:
+    """Create the model of ``train`` from the command line and the hyperparameter file; return it and its budget."""
+    algorithm_class = ALGORITHMS[args.algo]
+    hyperparams: dict[str, Any] = {}
+    if args.hyperparams is not None:
+        hyperparams = load_hyperparameters(args.hyperparams, args.env, algorithm_class)
+    total_timesteps = int(args.timesteps or hyperparams.pop("n_timesteps", 0) or 50_000)
+    hyperparams.pop("n_timesteps", None)
+    hyperparams.pop("n_envs", None)
+    policy = hyperparams.pop("policy", "MlpPolicy")
+    if args.algo == "dqfd":
+        if args.demos is None:
+            raise UsageError("train dqfd needs --demos (a file or expert:N)")
+        hyperparams["demonstrations"] = demonstrations_from_arg(args.demos, args.env, args.seed)
+    model = algorithm_class(policy, env, seed=args.seed, tensorboard_log=args.tensorboard_log, verbose=0, **hyperparams)
+    return model, total_timesteps
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train DQfD or TransformerA2C with periodic evaluation; save the model, a learning-curve PNG and a JSON."""
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    env = make_env(args.env, args.n_envs, args.seed)
+    model, total_timesteps = _build_model(args, env)
+    eval_env = make_env(args.env, 1, args.seed + 10_000)
+    curve = train_with_curve(
+        model, args.algo, args.seed, total_timesteps, eval_env, args.eval_freq, args.eval_episodes, args.progress_bar
+    )
+    model_path = output / f"{args.algo}_{args.env}"
+    model.save(model_path)
+    threshold = gym.spec(args.env).reward_threshold
+    plot_curves([curve], output / "learning_curve.png", f"{args.algo} on {args.env}", threshold)
+    save_results(output / "results.json", [curve], {"command": sys.argv, "args": vars(args), "machine": _machine()})
+    print(format_table(summarize([curve], threshold), threshold))
+    print(f"Model: {model_path}.zip  curve: {output / 'learning_curve.png'}  results: {output / 'results.json'}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Evaluate a saved model, optionally under domain randomization."""
+    if not Path(args.model).exists():
+        raise UsageError(f"model file {args.model!r} does not exist")
+    env = make_env(args.env, 1, args.seed, args.domain_randomization)
+    model = ALGORITHMS[args.algo].load(args.model, env=env, device="cpu")
+    returns, lengths = evaluate_policy(
+        model, env, n_eval_episodes=args.episodes, deterministic=not args.stochastic, return_episode_rewards=True
+    )
+    result = {
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "mean_length": float(np.mean(lengths)),
+        "episodes": args.episodes,
+    }
+    print(
+        f"{args.algo} on {args.env}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
+        f"over {args.episodes} episodes, mean length {result['mean_length']:.1f}"
+    )
+    if args.json is not None:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def compare(
+    env_id: str,
+    demos_spec: str,
+    timesteps: int,
+    seeds: Sequence[int],
+    eval_freq: int,
+    eval_episodes: int,
+    output_dir: str | Path,
+    progress_bar: bool = False,
+) -> list[LearningCurve]:
+    """
+    DQfD vs rl-zoo3's tuned DQN vs DQfD's pre-training alone, side by side on one environment over several seeds.
+
+    :param env_id: the environment id
+    :param demos_spec: the demonstrations, as ``--demos`` takes them
+    :param timesteps: environment steps per run
+    :param seeds: one run of each method per seed
+    :param eval_freq: evaluate every this many environment steps
+    :param eval_episodes: episodes per evaluation
+    :param output_dir: where the table (Markdown), the plot and the JSON go
+    :param progress_bar: show progress bars
+    :return: the learning curves
+    """
+    if env_id not in ZOO_DQN_HYPERPARAMS:
+        raise UsageError(f"compare has tuned DQN settings for {sorted(ZOO_DQN_HYPERPARAMS)}, not {env_id!r}")
+    curves = []
+    for seed in seeds:
+        demos = demonstrations_from_arg(demos_spec, env_id, seed)
+        eval_env = make_env(env_id, 1, seed + 10_000)
+        dqfd = DQfD("MlpPolicy", make_env(env_id, 1, seed), demonstrations=demos, seed=seed)
+        pretrain_only = train_with_curve(dqfd, "DQfD pre-training only", seed, 0, eval_env, eval_freq, eval_episodes,
+                                         before_learning=lambda model: model.pretrain())  # fmt: skip
+        curves.append(pretrain_only)
+        curves.append(train_with_curve(dqfd, "DQfD", seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar))
+        dqn = DQN("MlpPolicy", make_env(env_id, 1, seed), seed=seed, **ZOO_DQN_HYPERPARAMS[env_id])
+        curves.append(train_with_curve(dqn, "DQN (rl-zoo3)", seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar))
+    # Pre-training alone does not change with environment steps: draw it flat over the budget
+    for curve in curves:
+        if curve.label == "DQfD pre-training only":
+            curve.timesteps, curve.mean_returns = [0, timesteps], curve.mean_returns * 2
+            curve.std_returns = curve.std_returns * 2
+    output = Path(output_dir)
+    threshold = gym.spec(env_id).reward_threshold
+    table = format_table(summarize(curves, threshold), threshold)
+    plot_curves(curves, output / f"compare_{env_id}.png", f"DQfD vs DQN on {env_id} ({demos_spec})", threshold)
+    (output / f"compare_{env_id}.md").write_text(table + "\n")
+    metadata = {"command": sys.argv, "env": env_id, "demos": demos_spec, "seeds": list(seeds), "machine": _machine()}
+    save_results(output / f"compare_{env_id}.json", curves, metadata)
+    print(table)
+    print(f"Plot: {output / f'compare_{env_id}.png'}  results: {output / f'compare_{env_id}.json'}")
+    return curves
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    """Run :func:`compare` from the command line."""
+    compare(args.env, args.demos, args.timesteps, args.seeds, args.eval_freq, args.eval_episodes, args.output_dir,
+            args.progress_bar)  # fmt: skip
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The ``make demo`` job: DQfD vs DQN on MountainCar-v0 from 10 episodes of the built-in (imperfect) expert."""
+    compare("MountainCar-v0", "expert:10", args.timesteps, args.seeds, 2_500, 10, args.output_dir, args.progress_bar)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """:return: the parser of the ``sb3-dqfd`` command line"""
+    parser = argparse.ArgumentParser(prog="sb3-dqfd", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    record = commands.add_parser("record", help="record demonstrations to .npz")
+    record.add_argument("--env", required=True, help="environment id, e.g. CartPole-v1")
+    record.add_argument("--expert", help="built-in expert name (default: the env id)")
+    record.add_argument("--model", help="a saved SB3 model (.zip) to use as the expert instead")
+    record.add_argument("--algo", choices=sorted(ALGORITHMS), default="dqn", help="algorithm of --model")
+    record.add_argument("--episodes", type=int, default=10)
+    record.add_argument("--seed", type=int, default=0)
+    record.add_argument("--output", required=True, help="the .npz file to write")
+    record.set_defaults(func=cmd_record)
+
+    train = commands.add_parser("train", help="train DQfD or TransformerA2C with periodic evaluation")
+    train.add_argument("algo", choices=TRAINABLE)
+    train.add_argument("--env", required=True)
+    train.add_argument("--demos", help="demonstrations: a file or expert:N (DQfD)")
+    train.add_argument("--hyperparams", help="rl-zoo3 style YAML file {env_id: {name: value}}")
+    train.add_argument("--timesteps", type=int, help="environment steps (default: n_timesteps of the YAML, else 50k)")
+    train.add_argument("--n-envs", type=int, default=1)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--tensorboard-log", help="TensorBoard log directory")
+    train.add_argument("--eval-freq", type=int, default=5_000, help="evaluate every this many environment steps")
+    train.add_argument("--eval-episodes", type=int, default=10)
+    train.add_argument("--progress-bar", action="store_true")
+    train.add_argument("--output-dir", default="runs/train")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model")
+    evaluate.add_argument("model", help="the saved model (.zip)")
+    evaluate.add_argument("--algo", choices=sorted(ALGORITHMS), required=True)
+    evaluate.add_argument("--env", required=True)
+    evaluate.add_argument("--episodes", type=int, default=20)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--domain-randomization", help=f"evaluate under a preset: {', '.join(sorted(PRESETS))}")
+    evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy policy")
+    evaluate.add_argument("--json", help="also write the result to this JSON file")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    comparison = commands.add_parser("compare", help="DQfD vs tuned DQN vs pre-training only, over seeds")
+    comparison.add_argument("--env", default="MountainCar-v0", choices=sorted(ZOO_DQN_HYPERPARAMS))
+    comparison.add_argument("--demos", default="expert:10", help="a file or expert:N")
+    comparison.add_argument("--timesteps", type=int, default=30_000)
+    comparison.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    comparison.add_argument("--eval-freq", type=int, default=2_500)
+    comparison.add_argument("--eval-episodes", type=int, default=10)
+    comparison.add_argument("--progress-bar", action="store_true")
+    comparison.add_argument("--output-dir", default="runs/compare")
+    comparison.set_defaults(func=cmd_compare)
+
+    demo = commands.add_parser("demo", help="the make demo job: compare on MountainCar-v0 with 10 expert episodes")
+    demo.add_argument("--timesteps", type=int, default=30_000)
+    demo.add_argument("--seeds", type=int, nargs="+", default=[0])
+    demo.add_argument("--progress-bar", action="store_true")
+    demo.add_argument("--output-dir", default="demo_output")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Entry point of ``sb3-dqfd`` and ``python -m sb3_dqfd``.
+
+    :param argv: the arguments (default: ``sys.argv[1:]``)
+    :return: the exit status: 0 on success, 2 for bad usage (reported as one line, never a traceback)
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (UsageError, ValueError, TypeError, FileNotFoundError, gym.error.Error) as error:
+        message = " ".join(str(error).split())
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+    return 0
