@@ -1,0 +1,48 @@
+"""Learning curves, their summaries, tables, plots and JSON."""
+
+import json
+
+import pytest
+from stable_baselines3 import DQN
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_dqfd.common.experiment import LearningCurve, format_table, plot_curves, save_results, summarize, train_with_curve
+
+
+def curve(label, seed, returns, step=1000):
+    return LearningCurve(label, seed, [i * step for i in range(len(returns))], list(returns), [0.0] * len(returns), 10.0)
+
+
+def test_steps_to_threshold_and_share():
+    run = curve("A", 0, [10, 480, 400, 500])
+    assert run.steps_to_threshold(475) == 1000
+    assert run.steps_to_threshold(501) is None
+    assert run.share_at_or_above(475) == pytest.approx(0.5)
+
+
+def test_summarize_medians_over_seeds():
+    curves = [curve("A", 0, [0, 500]), curve("A", 1, [500, 500]), curve("A", 2, [0, 0]), curve("B", 0, [0, 100])]
+    rows = summarize(curves, 475)
+    assert [row["method"] for row in rows] == ["A", "B"]
+    a, b = rows
+    assert a["reached"] == "2/3"
+    assert a["median_steps_to_threshold"] == 500  # median of the seeds that reached: 1000 and 0
+    assert a["median_final_return"] == 500
+    assert b["reached"] == "0/1" and b["median_steps_to_threshold"] is None
+    table = format_table(rows, 475)
+    assert "| B | 1 | 0/1 | never |" in table
+
+
+def test_train_with_curve_plot_and_json(tmp_path):
+    env = make_vec_env("CartPole-v1", n_envs=1, seed=0)
+    eval_env = make_vec_env("CartPole-v1", n_envs=1, seed=100)
+    model = DQN("MlpPolicy", env, learning_starts=100, seed=0)
+    run = train_with_curve(model, "DQN", 0, 600, eval_env, eval_freq=250, n_eval_episodes=2)
+    assert run.timesteps == [0, 250, 500, 600]
+    assert len(run.mean_returns) == 4 and all(value > 0 for value in run.mean_returns)
+    assert run.train_seconds > 0 and run.eval_seconds > 0
+    plot_curves([run, run], tmp_path / "curve.png", "test", threshold=475)
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+    save_results(tmp_path / "results.json", [run], {"command": "test"})
+    content = json.loads((tmp_path / "results.json").read_text())
+    assert content["curves"][0]["timesteps"] == [0, 250, 500, 600]
