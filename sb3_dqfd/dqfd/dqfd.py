@@ -1,0 +1,648 @@
+"""Deep Q-learning from Demonstrations (DQfD): the algorithm class and its loss terms."""
+
+import warnings
+from types import SimpleNamespace
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import maybe_make_env
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.dqn.dqn import DQN
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from sb3_dqfd.common.buffers import DQfDReplayBuffer, DQfDReplayBufferSamples
+from sb3_dqfd.common.demonstrations import Demonstrations, Episode, load_demonstrations
+from sb3_dqfd.dqfd.policies import CnnPolicy, DQfDPolicy, MlpPolicy, MultiInputPolicy
+
+SelfDQfD = TypeVar("SelfDQfD", bound="DQfD")
+
+# Names of the tensors that carry the demonstrations inside a saved model (``pytorch_variables.pth``, no pickle)
+_DEMO_ARRAY_NAMES = ("observations", "actions", "rewards", "lengths", "terminated", "truncated")
+
+#: The paper's Atari settings (Hester et al. 2018, sections 4-5 and appendix), for ``DQfD("CnnPolicy", env, **preset)``.
+#: The learning rate, batch size and train frequency are not pinned down by the paper; Nature-DQN values are used.
+ATARI_PAPER_HYPERPARAMS: dict[str, Any] = dict(
+    learning_rate=1e-4,
+    buffer_size=1_000_000,
+    learning_starts=0,
+    batch_size=32,
+    gamma=0.99,
+    train_freq=4,
+    gradient_steps=1,
+    n_steps=10,
+    margin=0.8,
+    n_step_coef=1.0,
+    margin_coef=1.0,
+    l2_coef=1e-5,
+    pretrain_steps=750_000,
+    demo_ratio=None,
+    prioritized_replay=True,
+    alpha=0.4,
+    beta0=0.6,
+    beta_annealing_fraction=1.0,
+    agent_eps=1e-3,
+    demo_eps=1.0,
+    target_update_interval=10_000,
+    exploration_initial_eps=0.01,
+    exploration_final_eps=0.01,
+    max_grad_norm=10.0,
+    policy_kwargs=dict(dueling=True),
+)
+
+
+def double_q_target(
+    rewards: th.Tensor,
+    dones: th.Tensor,
+    discounts: th.Tensor | float,
+    next_q_online: th.Tensor,
+    next_q_target: th.Tensor,
+) -> th.Tensor:
+    """
+    Double-DQN target ``r + (1 - done) * discount * Q_target(s', argmax_a Q_online(s', a))`` (van Hasselt et al. 2016).
+
+    The same function gives the 1-step target (``discount = gamma``) and the n-step one (``rewards`` the discounted
+    n-step return, ``discount = gamma^k`` with ``k`` the steps actually taken, ``s'`` the observation ``k`` steps later).
+
+    :param rewards: (discounted sum of) rewards, shape ``[B, 1]``
+    :param dones: 1.0 where the window ended in a terminal state (no bootstrap), shape ``[B, 1]``
+    :param discounts: discount of the bootstrap value, shape ``[B, 1]`` or a scalar
+    :param next_q_online: online-network Q-values at ``s'``, shape ``[B, n_actions]``
+    :param next_q_target: target-network Q-values at ``s'``, shape ``[B, n_actions]``
+    :return: the targets, shape ``[B, 1]``
+    """
+    next_actions = next_q_online.argmax(dim=1, keepdim=True)  # [B, 1], chosen by the online net
+    next_values = th.gather(next_q_target, dim=1, index=next_actions)  # [B, 1], evaluated by the target net
+    return rewards + (1.0 - dones) * discounts * next_values
+
+
+def large_margin_loss(q_values: th.Tensor, expert_actions: th.Tensor, is_demo: th.Tensor, margin: float) -> th.Tensor:
+    """
+    Supervised large-margin loss J_E of DQfD, per sample: ``max_a [Q(s, a) + l(a_E, a)] - Q(s, a_E)``.
+
+    ``l(a_E, a)`` is ``margin`` for ``a != a_E`` and 0 for the expert's action, so the loss is zero exactly when the
+    expert's action beats every other one by at least ``margin``. It is linear (not squared), as in the paper, and
+    only applies to demonstration rows: agent rows get 0 (their action is not an expert's).
+
+    :param q_values: online Q-values at ``s``, shape ``[B, n_actions]``
+    :param expert_actions: the demonstrated actions, shape ``[B, 1]`` (integer)
+    :param is_demo: 1.0 on demonstration rows, 0.0 on agent rows, shape ``[B, 1]``
+    :param margin: the margin ``l`` for non-expert actions (>= 0)
+    :return: the per-sample loss, shape ``[B]``
+    """
+    expert_actions = expert_actions.long()
+    margins = th.full_like(q_values, margin).scatter(1, expert_actions, 0.0)  # [B, n_actions], 0 at a_E
+    max_margin_q = (q_values + margins).max(dim=1).values  # [B]
+    expert_q = th.gather(q_values, dim=1, index=expert_actions).squeeze(1)  # [B]
+    return (max_margin_q - expert_q) * is_demo.squeeze(1)
+
+
+def l2_penalty(parameters: list[th.Tensor]) -> th.Tensor:
+    """
+    J_L2: the squared L2 norm ``sum_i theta_i^2`` of the given parameters (not the norm: its gradient is ``2 theta``).
+
+    :param parameters: the parameters to regularize
+    :return: a scalar tensor
+    """
+    return th.stack([parameter.pow(2).sum() for parameter in parameters]).sum()
+
+
+def dqfd_losses(
+    current_q: th.Tensor,
+    actions: th.Tensor,
+    td_target: th.Tensor,
+    n_step_target: th.Tensor,
+    is_demo: th.Tensor,
+    weights: th.Tensor,
+    margin: float,
+) -> dict[str, th.Tensor]:
+    """
+    Per-sample DQfD loss terms, weighted by the importance weights *before* the batch mean.
+
+    Each returned loss is ``mean_i w_i * term_i`` over the whole batch. For J_E this means the sum over demonstration
+    rows divided by the batch size (agent rows count as zeros), so its weight in the total does not depend on the
+    fraction of demonstrations in the batch. The TD terms use the Huber loss (``smooth_l1``, as SB3's DQN).
+
+    :param current_q: online Q-values at ``s``, shape ``[B, n_actions]`` (with gradient)
+    :param actions: actions taken, shape ``[B, 1]``
+    :param td_target: 1-step double-Q target, shape ``[B, 1]`` (no gradient)
+    :param n_step_target: n-step double-Q target on the same rows, shape ``[B, 1]`` (no gradient)
+    :param is_demo: 1.0 on demonstration rows, shape ``[B, 1]``
+    :param weights: importance-sampling weights, shape ``[B, 1]``
+    :param margin: the large-margin ``l``
+    :return: ``{"td": J_DQ, "n_step": J_n, "margin": J_E}`` (scalars) and ``"td_errors"``: the 1-step TD errors
+        ``y - Q(s, a)``, shape ``[B]``, detached, for the new priorities
+    """
+    q_taken = th.gather(current_q, dim=1, index=actions.long())  # [B, 1]
+    weights = weights.reshape(-1)  # [B]
+    td_loss = F.smooth_l1_loss(q_taken, td_target, reduction="none").reshape(-1)  # [B]
+    n_step_loss = F.smooth_l1_loss(q_taken, n_step_target, reduction="none").reshape(-1)  # [B]
+    margin_loss = large_margin_loss(current_q, actions, is_demo, margin)  # [B]
+    return {
+        "td": (weights * td_loss).mean(),
+        "n_step": (weights * n_step_loss).mean(),
+        "margin": (weights * margin_loss).mean(),
+        "td_errors": (td_target - q_taken).detach().reshape(-1),
+    }
+
+
+class DQfD(DQN):
+    """
+    Deep Q-learning from Demonstrations (DQfD).
+
+    Paper: Hester et al., "Deep Q-learning from Demonstrations", AAAI 2018, https://arxiv.org/abs/1704.03732
+
+    It subclasses SB3's :class:`~stable_baselines3.DQN` to keep its epsilon-greedy ``predict``, its target-network
+    schedule during interaction (``_on_step``), its policy/optimizer saving and its ``learn`` loop; it replaces the
+    replay buffer (a demonstration-aware prioritized n-step buffer), the loss (``train``), and adds pre-training on
+    demonstrations before the first interaction.
+
+    Loss on a prioritized batch: ``J = J_DQ + n_step_coef * J_n + margin_coef * J_E + l2_coef * J_L2`` with
+    double-Q 1-step and n-step Huber TD losses on the same sampled rows, the large-margin loss on demonstration rows
+    only, and an explicit squared-L2 term on the online network (equivalent to Adam ``weight_decay = 2 * l2_coef``,
+    since Adam's ``weight_decay=w`` adds ``w * theta`` to the gradient, the gradient of ``(w / 2) * ||theta||^2``).
+    New priorities come from the 1-step TD error; the buffer adds ``agent_eps`` or ``demo_eps``. Priorities are also
+    updated during pre-training, so the demonstrations enter interaction with informative priorities.
+
+    Defaults suit small discrete tasks (CartPole, MountainCar, LunarLander) from a few expert episodes:
+    act greedily on the pre-trained policy with a constant epsilon of 0.01 and no random warm-up. The paper's Atari
+    settings are in :data:`ATARI_PAPER_HYPERPARAMS`. Without demonstrations it runs as prioritized dueling double
+    n-step DQN (with a warning).
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, ...)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param demonstrations: expert demonstrations, anything :func:`sb3_dqfd.load_demonstrations` accepts
+        (a :class:`~sb3_dqfd.Demonstrations`, a file path, ...); validated against ``env`` here. They are kept
+        permanently in the replay buffer and saved with the model.
+    :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
+    :param buffer_size: size of the replay buffer, demonstrations included
+    :param learning_starts: how many steps of the model to collect transitions for before learning starts
+        (0 by default: the pre-trained policy acts from the first step)
+    :param batch_size: Minibatch size for each gradient update
+    :param tau: the soft update coefficient ("Polyak update", between 0 and 1) default 1 for hard update
+    :param gamma: the discount factor
+    :param train_freq: Update the model every ``train_freq`` steps. Alternatively pass a tuple of frequency and unit
+        like ``(5, "step")`` or ``(2, "episode")``.
+    :param gradient_steps: How many gradient steps to do after each rollout (see ``train_freq``).
+        Set to ``-1`` means to do as many gradient steps as steps done in the environment during the rollout.
+    :param replay_buffer_class: Replay buffer class, ``DQfDReplayBuffer`` or a subclass (``None``: ``DQfDReplayBuffer``)
+    :param replay_buffer_kwargs: Extra keyword arguments for the replay buffer
+    :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer
+    :param n_steps: length ``n`` of the n-step returns of J_n. SB3's ``OffPolicyAlgorithm`` uses the same name to
+        build its ``NStepReplayBuffer``; here it configures the DQfD buffer, which yields 1-step and n-step fields
+        of the same rows (SB3's buffer would replace the 1-step transition)
+    :param margin: the large-margin ``l(a_E, a)`` for non-expert actions (paper: 0.8)
+    :param n_step_coef: weight lambda_1 of the n-step loss J_n
+    :param margin_coef: weight lambda_2 of the large-margin loss J_E
+    :param l2_coef: weight lambda_3 of the squared L2 norm J_L2 of the online network's parameters
+    :param pretrain_steps: gradient steps on demonstrations only at the start of the first ``learn()``
+    :param demo_ratio: fixed share of demonstrations in each batch (as Ape-X DQfD / R2D3), or ``None`` to let the
+        priorities (with the ``demo_eps`` bonus) set the mix as in the paper
+    :param prioritized_replay: sample proportionally to priorities (otherwise uniformly, weights 1)
+    :param alpha: priority exponent of prioritized replay (paper: 0.4)
+    :param beta0: initial importance-sampling exponent, annealed linearly to 1 (paper: 0.6)
+    :param beta_annealing_fraction: fraction of each ``learn()`` budget over which beta reaches 1
+    :param agent_eps: priority bonus of agent transitions (paper: 0.001)
+    :param demo_eps: priority bonus of demonstration transitions (paper: 1.0)
+    :param target_update_interval: update the target network every ``target_update_interval`` environment steps
+        during ``learn()``, and every ``target_update_interval`` gradient steps during pre-training
+    :param exploration_fraction: fraction of entire training period over which the exploration rate is reduced
+    :param exploration_initial_eps: initial value of random action probability. ``None``: equal to
+        ``exploration_final_eps`` with demonstrations (keep the pre-trained policy), 1.0 without
+    :param exploration_final_eps: final value of random action probability (paper: 0.01)
+    :param max_grad_norm: The maximum value for the gradient clipping
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation (``dueling=False`` for a plain
+        Q-network)
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: DQfDPolicy
+    replay_buffer: DQfDReplayBuffer  # type: ignore[assignment]
+    demonstrations: Demonstrations | None
+    demonstration_arrays: SimpleNamespace
+
+    def __init__(
+        self,
+        policy: str | type[DQfDPolicy],
+        env: GymEnv | str,
+        demonstrations: Any = None,
+        learning_rate: float | Schedule = 5e-4,
+        buffer_size: int = 100_000,
+        learning_starts: int = 0,
+        batch_size: int = 64,
+        tau: float = 1.0,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 10,
+        margin: float = 0.8,
+        n_step_coef: float = 1.0,
+        margin_coef: float = 1.0,
+        l2_coef: float = 1e-5,
+        pretrain_steps: int = 5_000,
+        demo_ratio: float | None = None,
+        prioritized_replay: bool = True,
+        alpha: float = 0.4,
+        beta0: float = 0.6,
+        beta_annealing_fraction: float = 1.0,
+        agent_eps: float = 1e-3,
+        demo_eps: float = 1.0,
+        target_update_interval: int = 1_000,
+        exploration_fraction: float = 0.1,
+        exploration_initial_eps: float | None = None,
+        exploration_final_eps: float = 0.01,
+        max_grad_norm: float = 10.0,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        self._check_arguments(n_steps, margin, n_step_coef, margin_coef, l2_coef, pretrain_steps, demo_ratio, alpha, beta0)
+        if replay_buffer_class is not None and not issubclass(replay_buffer_class, DQfDReplayBuffer):
+            raise ValueError(
+                f"DQfD needs a DQfDReplayBuffer (or a subclass) as replay_buffer_class, got {replay_buffer_class.__name__}"
+            )
+        if env is not None:
+            # Checked here (not by SB3's assert) so a continuous task gets a ValueError that names the space
+            env = maybe_make_env(env, verbose)
+            if not isinstance(env.action_space, spaces.Discrete):
+                raise ValueError(
+                    f"DQfD needs a discrete action space (gymnasium.spaces.Discrete), got {env.action_space}: "
+                    "the large-margin loss and the Q-network take a max over a finite set of actions"
+                )
+            if isinstance(env.observation_space, spaces.Dict):
+                raise ValueError(
+                    f"DQfD does not support Dict observation spaces yet (got {env.observation_space}): its replay buffer "
+                    "computes n-step returns over flat observation arrays. Flatten them with "
+                    "gymnasium.wrappers.FlattenObservation."
+                )
+        has_demonstrations = demonstrations is not None
+        if exploration_initial_eps is None:
+            exploration_initial_eps = exploration_final_eps if has_demonstrations else 1.0
+
+        super().__init__(
+            policy,
+            env,  # type: ignore[arg-type]
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            replay_buffer_class=replay_buffer_class or DQfDReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            target_update_interval=target_update_interval,
+            exploration_fraction=exploration_fraction,
+            exploration_initial_eps=exploration_initial_eps,
+            exploration_final_eps=exploration_final_eps,
+            max_grad_norm=max_grad_norm,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        self.margin = margin
+        self.n_step_coef = n_step_coef
+        self.margin_coef = margin_coef
+        self.l2_coef = l2_coef
+        self.pretrain_steps = pretrain_steps
+        self.demo_ratio = demo_ratio
+        self.prioritized_replay = prioritized_replay
+        self.alpha = alpha
+        self.beta0 = beta0
+        self.beta_annealing_fraction = beta_annealing_fraction
+        self.agent_eps = agent_eps
+        self.demo_eps = demo_eps
+        # Pre-training runs once per model: the flag is saved, so a loaded model does not pre-train again
+        self.pretrained = False
+        self._n_pretrain_updates = 0
+
+        self.demonstrations = None
+        if has_demonstrations:
+            self.demonstrations = load_demonstrations(demonstrations, env=self.env)
+            self._check_demonstrations(self.demonstrations)
+        elif _init_setup_model:
+            warnings.warn(
+                "DQfD got no demonstrations: it runs as prioritized dueling double n-step DQN. "
+                "Pass demonstrations=... (see sb3_dqfd.record_demonstrations / load_demonstrations) to learn from an expert."
+            )
+
+        if _init_setup_model:
+            self._setup_model()
+
+    @staticmethod
+    def _check_arguments(
+        n_steps: int,
+        margin: float,
+        n_step_coef: float,
+        margin_coef: float,
+        l2_coef: float,
+        pretrain_steps: int,
+        demo_ratio: float | None,
+        alpha: float,
+        beta0: float,
+    ) -> None:
+        """Raise a ValueError for a DQfD hyperparameter out of its range (see the class docstring)."""
+        if n_steps < 1:
+            raise ValueError(f"DQfD: n_steps must be >= 1 (the n of the n-step return), got {n_steps}")
+        for name, value in (
+            ("margin", margin),
+            ("n_step_coef", n_step_coef),
+            ("margin_coef", margin_coef),
+            ("l2_coef", l2_coef),
+            ("pretrain_steps", pretrain_steps),
+            ("alpha", alpha),
+        ):
+            if value < 0:
+                raise ValueError(f"DQfD: {name} must be >= 0, got {value}")
+        if demo_ratio is not None and not 0.0 <= demo_ratio <= 1.0:
+            raise ValueError(f"DQfD: demo_ratio must be in [0, 1] or None (mix set by priorities), got {demo_ratio}")
+        if not 0.0 <= beta0 <= 1.0:
+            raise ValueError(f"DQfD: beta0 must be in [0, 1], got {beta0}")
+
+    def _check_demonstrations(self, demonstrations: Demonstrations) -> None:
+        """Raise a ValueError if the demonstrations do not fit the environment's spaces or the replay buffer."""
+        if self.observation_space is None or self.action_space is None:
+            return
+        obs_shape = self.observation_space.shape
+        demo_obs_shape = demonstrations[0].observations.shape[1:]
+        if demo_obs_shape != obs_shape:
+            raise ValueError(
+                f"Demonstration observations have shape {demo_obs_shape}, the environment's observation space "
+                f"{self.observation_space} expects {obs_shape}"
+            )
+        n_actions = int(self.action_space.n)  # type: ignore[attr-defined]
+        for index, episode in enumerate(demonstrations):
+            actions = np.asarray(episode.actions)
+            if actions.size != len(episode) or np.any(actions < 0) or np.any(actions >= n_actions):
+                raise ValueError(
+                    f"Demonstration episode {index} has actions outside the environment's action space {self.action_space} "
+                    f"(expected {len(episode)} integers in [0, {n_actions}))"
+                )
+        if demonstrations.n_transitions >= self.buffer_size:
+            raise ValueError(
+                f"buffer_size={self.buffer_size} is too small for {demonstrations.n_transitions} demonstration transitions "
+                f"(they stay in the buffer permanently): use buffer_size >= {demonstrations.n_transitions + self.batch_size} "
+                "plus room for the agent's own data"
+            )
+
+    def _setup_model(self) -> None:
+        self.replay_buffer_kwargs = {
+            **self.replay_buffer_kwargs,
+            "n_steps": self.n_steps,
+            "gamma": self.gamma,
+            "prioritized": self.prioritized_replay,
+            "alpha": self.alpha,
+            "beta": self.beta0,
+            "agent_eps": self.agent_eps,
+            "demo_eps": self.demo_eps,
+            "demo_ratio": self.demo_ratio,
+        }
+        # OffPolicyAlgorithm._setup_model reads self.n_steps to build SB3's NStepReplayBuffer, or to warn that it is
+        # ignored with a custom buffer class; here the DQfD buffer gets n through replay_buffer_kwargs instead.
+        n_steps, self.n_steps = self.n_steps, 1
+        try:
+            super()._setup_model()
+        finally:
+            self.n_steps = n_steps
+        self.demonstration_arrays = self._demonstrations_to_arrays(self.demonstrations)
+        if self.demonstrations is not None:
+            self.replay_buffer.add_demonstrations(self._scaled_demonstrations(self.demonstrations))
+
+    def _demonstrations_to_arrays(self, demonstrations: Demonstrations | None) -> SimpleNamespace:
+        """
+        Pack the demonstrations as tensors saved in ``pytorch_variables.pth`` by :meth:`save` (no pickle).
+
+        Size cost in the saved file: one copy of every observation (``T + 1`` per episode), action and reward.
+        """
+        if demonstrations is None:
+            return SimpleNamespace(**{name: th.zeros(0) for name in _DEMO_ARRAY_NAMES})
+        return SimpleNamespace(
+            observations=th.as_tensor(np.concatenate([episode.observations for episode in demonstrations])),
+            actions=th.as_tensor(np.concatenate([np.asarray(episode.actions) for episode in demonstrations])),
+            rewards=th.as_tensor(np.concatenate([episode.rewards for episode in demonstrations])),
+            lengths=th.as_tensor(demonstrations.episode_lengths),
+            terminated=th.as_tensor([episode.terminated for episode in demonstrations]),
+            truncated=th.as_tensor([episode.truncated for episode in demonstrations]),
+        )
+
+    def _arrays_to_demonstrations(self) -> Demonstrations | None:
+        """Rebuild the demonstrations from :attr:`demonstration_arrays` (after :meth:`load`), or None if there are none."""
+        arrays = self.demonstration_arrays
+        lengths = arrays.lengths.cpu().numpy().astype(np.int64)
+        if lengths.size == 0:
+            return None
+        observations = arrays.observations.cpu().numpy()
+        actions = arrays.actions.cpu().numpy()
+        rewards = arrays.rewards.cpu().numpy()
+        episodes = []
+        obs_start, step_start = 0, 0
+        for length, terminated, truncated in zip(lengths, arrays.terminated.tolist(), arrays.truncated.tolist(), strict=True):
+            episodes.append(
+                Episode(
+                    observations=observations[obs_start : obs_start + length + 1],
+                    actions=actions[step_start : step_start + length],
+                    rewards=rewards[step_start : step_start + length],
+                    terminated=bool(terminated),
+                    truncated=bool(truncated),
+                )
+            )
+            obs_start += length + 1
+            step_start += length
+        return Demonstrations(episodes, self.observation_space, self.action_space)
+
+    def _scaled_demonstrations(self, demonstrations: Demonstrations) -> Demonstrations:
+        """The demonstrations with the training env's fixed reward transform applied, if it has one."""
+        return demonstrations
+
+    def _ensure_demonstrations_in_buffer(self) -> None:
+        """After :meth:`load`, put the saved demonstrations back into a fresh replay buffer."""
+        if self.demonstrations is None:
+            self.demonstrations = self._arrays_to_demonstrations()
+        if self.demonstrations is not None and self.replay_buffer.n_demonstrations == 0:
+            self.replay_buffer.add_demonstrations(self._scaled_demonstrations(self.demonstrations))
+
+    def _update_beta(self) -> None:
+        """Anneal the importance-sampling exponent linearly from ``beta0`` to 1 over the learn() budget fraction."""
+        progress = 1.0 - self._current_progress_remaining
+        fraction = min(1.0, progress / self.beta_annealing_fraction) if self.beta_annealing_fraction > 0 else 1.0
+        self.replay_buffer.beta = self.beta0 + (1.0 - self.beta0) * fraction
+
+    def _gradient_step(self, batch_size: int, demo_only: bool) -> dict[str, float]:
+        """
+        One DQfD update on a prioritized batch, then new priorities for the sampled rows.
+
+        :param batch_size: number of transitions sampled
+        :param demo_only: sample demonstrations only (pre-training)
+        :return: the loss terms and batch statistics, as floats, for logging
+        """
+        data: DQfDReplayBufferSamples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env, demo_only=demo_only)
+        with th.no_grad():
+            # One forward pass per network over both bootstrap observations: s' (1-step) and s_{t+k} (n-step)
+            next_obs = th.cat([data.next_observations, data.n_step_next_observations])  # [2B, *obs_shape]
+            next_q_online = self.q_net(next_obs)  # [2B, n_actions]
+            next_q_target = self.q_net_target(next_obs)  # [2B, n_actions]
+            td_target = double_q_target(
+                data.rewards, data.dones, self.gamma, next_q_online[:batch_size], next_q_target[:batch_size]
+            )
+            n_step_target = double_q_target(
+                data.n_step_returns,
+                data.n_step_dones,
+                data.n_step_discounts,
+                next_q_online[batch_size:],
+                next_q_target[batch_size:],
+            )
+        current_q = self.q_net(data.observations)  # [B, n_actions]
+        losses = dqfd_losses(current_q, data.actions, td_target, n_step_target, data.is_demo, data.weights, self.margin)
+        loss_l2 = l2_penalty(list(self.q_net.parameters())) if self.l2_coef > 0 else th.zeros(())
+        # J = J_DQ + lambda_1 J_n + lambda_2 J_E + lambda_3 J_L2
+        loss = (
+            losses["td"] + self.n_step_coef * losses["n_step"] + self.margin_coef * losses["margin"] + self.l2_coef * loss_l2
+        )
+
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.policy.optimizer.step()
+
+        td_errors = losses["td_errors"].cpu().numpy()
+        self.replay_buffer.update_priorities(data.indices, td_errors)
+        is_demo = data.is_demo.reshape(-1).cpu().numpy() > 0.5
+        return {
+            "loss": loss.item(),
+            "loss_td": losses["td"].item(),
+            "loss_n_step": losses["n_step"].item(),
+            "loss_margin": losses["margin"].item(),
+            "loss_l2": loss_l2.item(),
+            "demo_fraction": float(is_demo.mean()),
+            "abs_td_demo": float(np.abs(td_errors[is_demo]).mean()) if is_demo.any() else np.nan,
+            "abs_td_agent": float(np.abs(td_errors[~is_demo]).mean()) if (~is_demo).any() else np.nan,
+        }
+
+    def _record(self, stats: list[dict[str, float]]) -> None:
+        """Log the mean of each statistic over the gradient steps of one train()/pre-training chunk."""
+        for key in stats[0]:
+            values = np.array([step[key] for step in stats], dtype=np.float64)
+            if not np.all(np.isnan(values)):
+                self.logger.record(f"train/{key}", float(np.nanmean(values)))
+        self.logger.record("train/beta", self.replay_buffer.beta)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        # Switch to train mode (this affects batch norm / dropout)
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        self._update_beta()
+        stats = [self._gradient_step(batch_size, demo_only=False) for _ in range(gradient_steps)]
+        self._n_updates += gradient_steps
+        self._record(stats)
+
+    def pretrain(self, n_steps: int, progress_bar: bool = False, log_interval: int = 1_000) -> None:
+        """
+        Pre-train on demonstrations only, without touching the environment.
+
+        The target network is copied every ``target_update_interval`` gradient steps inside the loop, and the sampled
+        demonstrations' priorities are updated as during interaction. Called by the first :meth:`learn` with
+        ``pretrain_steps``; calling it yourself marks the model as pre-trained.
+
+        :param n_steps: number of gradient steps
+        :param progress_bar: show a progress bar (tqdm)
+        :param log_interval: dump the logs every ``log_interval`` gradient steps
+        """
+        if n_steps < 0:
+            raise ValueError(f"pretrain: n_steps must be >= 0, got {n_steps}")
+        self._ensure_demonstrations_in_buffer()
+        if self.replay_buffer.n_demonstrations == 0:
+            raise ValueError("pretrain needs demonstrations: pass demonstrations=... to DQfD")
+        if not hasattr(self, "_logger"):
+            self._logger = self._configure_default_logger()
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        stats: list[dict[str, float]] = []
+        for step in tqdm(range(1, n_steps + 1), desc="DQfD pre-training", disable=not progress_bar):
+            stats.append(self._gradient_step(self.batch_size, demo_only=True))
+            self._n_updates += 1
+            self._n_pretrain_updates += 1
+            if self._n_pretrain_updates % self.target_update_interval == 0:
+                polyak_update(self.q_net.parameters(), self.q_net_target.parameters(), self.tau)
+                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+            if step % log_interval == 0 or step == n_steps:
+                self._record(stats)
+                self.logger.record("train/pretrain_updates", self._n_pretrain_updates)
+                self.logger.dump(step=self.num_timesteps)
+                stats = []
+        self.pretrained = True
+        # Act with the interaction epsilon from now on (SB3 DQN sets it only after the first env step)
+        self.exploration_rate = self.exploration_schedule(self._current_progress_remaining)
+
+    def _configure_default_logger(self) -> Any:
+        from stable_baselines3.common.utils import configure_logger
+
+        return configure_logger(self.verbose, self.tensorboard_log, "DQfD", True)
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> Any:
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        self._ensure_demonstrations_in_buffer()
+        if not self.pretrained and self.pretrain_steps > 0 and self.replay_buffer.n_demonstrations > 0:
+            self.pretrain(self.pretrain_steps, progress_bar=progress_bar)
+        return result
+
+    def learn(
+        self: SelfDQfD,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "DQfD",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDQfD:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "demonstrations"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, variables = super()._get_torch_save_params()
+        return state_dicts, [*variables, *(f"demonstration_arrays.{name}" for name in _DEMO_ARRAY_NAMES)]

@@ -1,0 +1,236 @@
+"""Dueling Q-network and the DQfD policies (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``)."""
+
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+    create_mlp,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
+from torch import nn
+
+
+class DuelingQNetwork(QNetwork):
+    """
+    Q-network with an optional dueling head (Wang et al., 2016, https://arxiv.org/abs/1511.06581).
+
+    With ``dueling=True`` a shared trunk (``net_arch``) feeds a state-value head ``V(s)`` and an advantage head
+    ``A(s, a)``, combined as ``Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a')`` (the mean keeps V and A identifiable).
+    With ``dueling=False`` it is SB3's plain ``QNetwork``.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param features_extractor: Features extractor (already built)
+    :param features_dim: Number of features the extractor outputs
+    :param net_arch: Hidden layer sizes of the shared trunk
+    :param activation_fn: Activation function
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
+    :param dueling: Use a dueling head instead of a single linear output layer
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+        dueling: bool = True,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor=features_extractor,
+            features_dim=features_dim,
+            net_arch=net_arch,
+            activation_fn=activation_fn,
+            normalize_images=normalize_images,
+        )
+        self.dueling = dueling
+        if dueling:
+            # Replace SB3's plain MLP by a trunk without output layer and two heads
+            self.q_net = nn.Sequential(*create_mlp(self.features_dim, 0, self.net_arch, self.activation_fn))
+            last_dim = self.net_arch[-1] if len(self.net_arch) > 0 else self.features_dim
+            self.value_head = nn.Linear(last_dim, 1)
+            self.advantage_head = nn.Linear(last_dim, int(self.action_space.n))
+
+    def forward(self, obs: PyTorchObs) -> th.Tensor:
+        """
+        Predict the Q-values.
+
+        :param obs: Observation
+        :return: Q-values, shape ``[batch, n_actions]``
+        """
+        hidden = self.q_net(self.extract_features(obs, self.features_extractor))
+        if not self.dueling:
+            return hidden
+        advantages = self.advantage_head(hidden)  # [B, n_actions]
+        return self.value_head(hidden) + advantages - advantages.mean(dim=1, keepdim=True)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(dueling=self.dueling)
+        return data
+
+
+class DQfDPolicy(DQNPolicy):
+    """
+    Policy class for DQfD: SB3's ``DQNPolicy`` (online and target Q-networks) with a dueling Q-network.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param net_arch: Hidden layer sizes of the Q-network (``[64, 64]`` by default, ``[]`` with ``NatureCNN``)
+    :param activation_fn: Activation function
+    :param features_extractor_class: Features extractor to use.
+    :param features_extractor_kwargs: Keyword arguments to pass to the features extractor.
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
+    :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
+    :param dueling: Use a dueling head (True by default, as in the DQfD paper)
+    """
+
+    q_net: DuelingQNetwork
+    q_net_target: DuelingQNetwork
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        dueling: bool = True,
+    ) -> None:
+        # Set before super().__init__ because it builds the networks through make_q_net()
+        self.dueling = dueling
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch,
+            activation_fn,
+            features_extractor_class,
+            features_extractor_kwargs,
+            normalize_images,
+            optimizer_class,
+            optimizer_kwargs,
+        )
+
+    def make_q_net(self) -> DuelingQNetwork:
+        # Make sure we always have separate networks for features extractors etc
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return DuelingQNetwork(**net_args, dueling=self.dueling).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(dueling=self.dueling)
+        return data
+
+
+MlpPolicy = DQfDPolicy
+
+
+class CnnPolicy(DQfDPolicy):
+    """
+    DQfD policy for image observations (``NatureCNN`` features).
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param net_arch: Hidden layer sizes after the CNN (``[]`` by default: heads directly on the 512 features)
+    :param activation_fn: Activation function
+    :param features_extractor_class: Features extractor to use.
+    :param features_extractor_kwargs: Keyword arguments to pass to the features extractor.
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
+    :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
+    :param dueling: Use a dueling head (True by default, as in the DQfD paper)
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        dueling: bool = True,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch,
+            activation_fn,
+            features_extractor_class,
+            features_extractor_kwargs,
+            normalize_images,
+            optimizer_class,
+            optimizer_kwargs,
+            dueling,
+        )
+
+
+class MultiInputPolicy(DQfDPolicy):
+    """
+    DQfD policy for dict observations (``CombinedExtractor`` features).
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param net_arch: Hidden layer sizes of the Q-network
+    :param activation_fn: Activation function
+    :param features_extractor_class: Features extractor to use.
+    :param features_extractor_kwargs: Keyword arguments to pass to the features extractor.
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
+    :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
+    :param dueling: Use a dueling head (True by default, as in the DQfD paper)
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        dueling: bool = True,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            net_arch,
+            activation_fn,
+            features_extractor_class,
+            features_extractor_kwargs,
+            normalize_images,
+            optimizer_class,
+            optimizer_kwargs,
+            dueling,
+        )
