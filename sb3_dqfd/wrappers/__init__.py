@@ -1,0 +1,36 @@
+"""Gymnasium wrappers: reward scaling (replay-safe and running) and domain randomization with presets."""
+
+from sb3_dqfd.wrappers.domain_randomization import (
+    AttributeTarget,
+    CallableTarget,
+    DomainRandomization,
+    MujocoTarget,
+    ParameterSpec,
+)
+from sb3_dqfd.wrappers.presets import cartpole_specs, lunar_lander_specs, mujoco_locomotion_specs, walker2d_reward_specs
+from sb3_dqfd.wrappers.reward_scaling import (
+    FixedRewardTransform,
+    RewardScaling,
+    RewardScalingCallback,
+    demonstration_reward_transform,
+    restore_reward_scaling,
+    store_reward_scaling,
+)
+
+__all__ = [
+    "AttributeTarget",
+    "CallableTarget",
+    "DomainRandomization",
+    "FixedRewardTransform",
+    "MujocoTarget",
+    "ParameterSpec",
+    "RewardScaling",
+    "RewardScalingCallback",
+    "cartpole_specs",
+    "demonstration_reward_transform",
+    "lunar_lander_specs",
+    "mujoco_locomotion_specs",
+    "restore_reward_scaling",
+    "store_reward_scaling",
+    "walker2d_reward_specs",
+]
