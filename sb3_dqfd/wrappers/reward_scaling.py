@@ -195,7 +195,8 @@ class RewardScaling(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.R
                 # Any end of episode, time limits included: the next step belongs to a new episode's return
                 self.discounted_return = 0.0
         info = dict(info)
-        info["raw_reward"] = raw_reward
+        # Nested RewardScaling wrappers: keep the innermost one's, i.e. the environment's own reward
+        info.setdefault("raw_reward", raw_reward)
         return obs, float(self.transform.post(reward)), terminated, truncated, info
 
     def state_dict(self) -> dict[str, Any]:
