@@ -309,34 +309,35 @@ def _conform_values(values: np.ndarray, space: spaces.Space, name: str, where: s
     :param where: the episode, for messages
     :return: the converted values
     """
+    if not isinstance(space, spaces.Box | spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
+        raise TypeError(
+            f"{type(space).__name__} {name[:-1]} spaces are not supported (only Box, Discrete, MultiDiscrete and MultiBinary)"
+        )
     if isinstance(space, spaces.Discrete) and values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]  # SB2 and others store Discrete values as a [T, 1] column
     if values.shape[1:] != space.shape:
         raise ValueError(f"{where}: {name} have shape {values.shape[1:]} per step, but {space} expects {space.shape}")
     if isinstance(space, spaces.Box):
         return _conform_box(values, space, name, where)
-    if isinstance(space, spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
-        if values.dtype.kind not in "biu":
-            raise TypeError(f"{where}: {name} must be integers for {space}, got dtype {values.dtype}")
-        if isinstance(space, spaces.Discrete):
-            low, high = np.asarray(space.start), np.asarray(space.start + space.n - 1)
-        elif isinstance(space, spaces.MultiDiscrete):
-            low, high = space.start, space.start + space.nvec - 1
-        else:
-            low, high = np.zeros(space.shape, dtype=np.int64), np.ones(space.shape, dtype=np.int64)
-        _check_bounds(values, low, high, space, name, where)
-        # Discrete spaces keep their values as int64 in gymnasium and in SB3's replay buffers
-        return values.astype(np.int64 if isinstance(space, spaces.Discrete) else space.dtype)
-    raise TypeError(
-        f"{type(space).__name__} {name} spaces are not supported (only Box, Discrete, MultiDiscrete and MultiBinary)"
-    )
+    if values.dtype.kind not in "biu":
+        raise TypeError(f"{where}: {name} must be integers for {space}, got dtype {values.dtype}")
+    if isinstance(space, spaces.Discrete):
+        low, high = np.asarray(space.start), np.asarray(space.start + space.n - 1)
+    elif isinstance(space, spaces.MultiDiscrete):
+        low, high = space.start, space.start + space.nvec - 1
+    else:
+        low, high = np.zeros(space.shape, dtype=np.int64), np.ones(space.shape, dtype=np.int64)
+    _check_bounds(values, low, high, space, name, where)
+    # Discrete spaces keep their values as int64 in gymnasium and in SB3's replay buffers
+    return values.astype(np.int64 if isinstance(space, spaces.Discrete) else space.dtype)
 
 
 def _conform_box(values: np.ndarray, space: spaces.Box, name: str, where: str) -> np.ndarray:
     target = np.dtype(space.dtype)
     if name == "actions" and target.kind == "f":
         target = np.dtype(np.float32)  # as SB3's replay buffers store them
-    if not np.can_cast(values.dtype, target, casting="same_kind"):
+    # Any numeric data fits a float space; only integers (bounds-checked below) fit an integer space
+    if values.dtype.kind not in ("biuf" if target.kind == "f" else "biu"):
         raise TypeError(f"{where}: {name} of dtype {values.dtype} do not fit {space} (dtype {space.dtype})")
     # Actions must be inside the space; so must integer observations (a cast would wrap them around).
     # Float observations are not bounds-checked: nothing downstream relies on their bounds.
@@ -349,7 +350,7 @@ def _check_bounds(values: np.ndarray, low: np.ndarray, high: np.ndarray, space: 
     bad = (values < low) | (values > high)
     if bad.any():
         step = _first_bad_step(bad)
-        raise ValueError(f"{where}, step {step}: {name[:-1]} {values[step]!r} is outside {space}")
+        raise ValueError(f"{where}, step {step}: {name[:-1]} {values[step].tolist()} is outside {space}")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -405,7 +406,8 @@ def record_demonstrations(
 
     Episodes end when the environment terminates or truncates them (``gym.make`` adds the registered
     ``TimeLimit``); a time-limit end is recorded as truncated, so it bootstraps. An episode that both terminates
-    and truncates on the same step is recorded as terminated.
+    and truncates on the same step is recorded as terminated. Box actions are clipped to the action space before the
+    step, as SB3 does in its rollouts, so the stored action is the one the environment executed.
 
     Seeding: with ``seed`` given, episode ``i`` starts from ``env.reset(seed=seed + i)``, so each episode is
     reproducible on its own and the first ``k`` episodes do not depend on ``n_episodes``. The expert's own
@@ -460,6 +462,9 @@ def _record_episode(act: Callable[[Any, bool], Any], env: gym.Env, index: int, s
     terminated = truncated = False
     while not (terminated or truncated):
         action = act(observation, len(actions) == 0)
+        if isinstance(env.action_space, spaces.Box):
+            # Step with (and store) the action the environment can execute, as SB3's rollouts do
+            action = np.clip(action, env.action_space.low, env.action_space.high)
         try:
             observation, reward, terminated, truncated, _ = env.step(action)
         except AssertionError as error:  # gymnasium's classic-control envs assert that the action is valid
@@ -771,6 +776,8 @@ def _read_path(path: Path, where: str) -> tuple[list[Episode], spaces.Space | No
         )
     if path.exists():
         raise ValueError(f"{where}: not a file (a directory?): expected a .npz file or a local Minari dataset id")
+    if path.suffix.lower() == ".npz":
+        raise FileNotFoundError(f"{where}: no such file")
     try:
         import minari
     except ImportError:

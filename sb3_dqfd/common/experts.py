@@ -23,7 +23,7 @@ def cartpole_expert(observation: np.ndarray) -> int:
     """
     CartPole-v1: a PD rule on the pole, push towards the side the pole falls to (angle + 0.5 * angular velocity).
 
-    Measured: 500 (the time limit) on every one of seeds 0..199.
+    Measured over seeds 0..199: mean 500.0, min 500, max 500 (the time limit, every episode).
 
     :param observation: ``[cart position, cart velocity, pole angle, pole angular velocity]``
     :return: 1 (push right) or 0 (push left)
@@ -48,7 +48,7 @@ def acrobot_expert(observation: np.ndarray) -> int:
     """
     Acrobot-v1: pump energy by applying the torque in the direction the elbow (joint 2) is turning.
 
-    Measured over seeds 0..199: mean -85.6, min -210, max -64 (random play: about -500).
+    Measured over seeds 0..199: mean -85.6, min -210, max -64.
 
     :param observation: ``[cos θ1, sin θ1, cos θ2, sin θ2, dθ1, dθ2]``
     :return: 2 (torque +1) or 0 (torque -1)
