@@ -12,6 +12,8 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_dqfd.common.demonstrations import Demonstrations, Episode, record_demonstrations
 
+ANY4 = spaces.Box(-np.inf, np.inf, (4,))
+
 
 def make_episode(n_steps: int, obs_dim: int = 4, terminated: bool = True, offset: float = 0.0) -> Episode:
     observations = offset + np.arange((n_steps + 1) * obs_dim, dtype=np.float32).reshape(n_steps + 1, obs_dim)
@@ -103,20 +105,45 @@ def test_dtypes_are_normalized_to_the_spaces():
     [
         (spaces.Box(-10, 10, (3,)), spaces.Discrete(2), make_episode(2), ValueError, r"observations have shape \(4,\)"),
         (spaces.Box(0, 255, (4,), np.uint8), spaces.Discrete(2), make_episode(2), TypeError, "float32 do not fit"),
-        (spaces.Box(0, 255, (4,), np.uint8), spaces.Discrete(2), Episode(np.full((2, 4), 300), [0], [0.0], True, False),
-         ValueError, "step 0: observation .* is outside"),
+        (
+            spaces.Box(0, 255, (4,), np.uint8),
+            spaces.Discrete(2),
+            Episode(np.full((2, 4), 300), [0], [0.0], True, False),
+            ValueError,
+            "step 0: observation .* is outside",
+        ),
         (spaces.Discrete(8), spaces.Discrete(2), make_episode(2), ValueError, "observations have shape"),
-        (spaces.Box(-np.inf, np.inf, (4,)), spaces.Discrete(2), Episode(np.zeros((3, 4)), [0, 3], [0, 0], True, False),
-         ValueError, r"^episode 0, step 1: action 3 is outside Discrete\(2\)"),
-        (spaces.Box(-np.inf, np.inf, (4,)), spaces.Discrete(2), Episode(np.zeros((3, 4)), [0.0, 1.0], [0, 0], True, False),
-         TypeError, "actions must be integers"),
-        (spaces.Box(-np.inf, np.inf, (4,)), spaces.Box(-2, 2, (1,)), Episode(np.zeros((3, 4)), [[0.0], [2.5]], [0, 0], True, False),
-         ValueError, r"step 1: action \[2.5\] is outside Box"),
-        (spaces.Box(-np.inf, np.inf, (4,)), spaces.MultiDiscrete([2, 3]), Episode(np.zeros((2, 4)), [[1, 3]], [0], True, False),
-         ValueError, "step 0: action .* is outside MultiDiscrete"),
-        (spaces.Box(-np.inf, np.inf, (4,)), spaces.Dict({"a": spaces.Discrete(2)}), make_episode(2), TypeError, "not supported"),
+        (
+            ANY4,
+            spaces.Discrete(2),
+            Episode(np.zeros((3, 4)), [0, 3], [0, 0], True, False),
+            ValueError,
+            r"^episode 0, step 1: action 3 is outside Discrete\(2\)",
+        ),
+        (
+            ANY4,
+            spaces.Discrete(2),
+            Episode(np.zeros((3, 4)), [0.0, 1.0], [0, 0], True, False),
+            TypeError,
+            "actions must be integers",
+        ),
+        (
+            ANY4,
+            spaces.Box(-2, 2, (1,)),
+            Episode(np.zeros((3, 4)), [[0.0], [2.5]], [0, 0], True, False),
+            ValueError,
+            r"step 1: action \[2.5\] is outside Box",
+        ),
+        (
+            ANY4,
+            spaces.MultiDiscrete([2, 3]),
+            Episode(np.zeros((2, 4)), [[1, 3]], [0], True, False),
+            ValueError,
+            "step 0: action .* is outside MultiDiscrete",
+        ),
+        (ANY4, spaces.Dict({"a": spaces.Discrete(2)}), make_episode(2), TypeError, "not supported"),
     ],
-)  # fmt: skip
+)
 def test_validate_reports_mismatches(observation_space, action_space, episode, error, message):
     with pytest.raises(error, match=message):
         Demonstrations([episode]).validate(observation_space, action_space)

@@ -591,7 +591,7 @@ def _episodes_from_npz(data: Mapping[str, np.ndarray], where: str) -> list[Episo
     _require(data, keys, where, "sb3_dqfd")
     version = data["format_version"]
     if version.shape != () or version.dtype.kind not in "iu" or not 1 <= version <= NPZ_FORMAT_VERSION:
-        raise ValueError(f"{where}: format_version {version!r} is not supported (this version reads 1..{NPZ_FORMAT_VERSION})")
+        raise ValueError(f"{where}: format_version {version.tolist()} is not supported (this version reads 1..{NPZ_FORMAT_VERSION})")
     lengths = data["episode_lengths"]
     n_episodes = len(lengths)
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or n_episodes == 0:
