@@ -86,9 +86,10 @@ class AttributeTarget:
                 ) from error
 
             def write_array(value: Any) -> None:
-                array[index] = value  # in place: MuJoCo model fields are views into C memory
+                # In place (MuJoCo fields are views into C memory), fetched anew in case the env rebinds the attribute
+                getattr(owner, leaf)[index] = value
 
-            return _Accessor(lambda: array[index].copy(), write_array)
+            return _Accessor(lambda: getattr(owner, leaf)[index].copy(), write_array)
         if not isinstance(current, (bool, int, float, np.floating, np.integer, np.bool_)):
             raise ValueError(f"AttributeTarget: '{self.path}' holds a {type(current).__name__}, expected a number or an array")
         return _Accessor(lambda: getattr(owner, leaf), lambda value: setattr(owner, leaf, value))
@@ -312,7 +313,8 @@ class DomainRandomization(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.u
 
     - Reproducible: the draws come from the wrapper's own generator, reseeded by ``reset(seed=...)`` (the same seed
       gives the same parameters; SB3 seeds sub-env ``i`` with ``seed + i``, so each sub-env draws its own stream).
-    - No drift: every reset writes from the nominal values cached at construction, never from the previous draw.
+    - No drift: every reset writes from the nominal values cached at construction (so wrap an env whose parameters
+      are nominal), never from the previous draw.
       Specs that share a target compose in order (scale and add act on the value the previous spec left).
     - The draws are returned in ``info["domain_randomization"]`` (``{spec.name: draw}``) and kept in
       :attr:`last_draws`.

@@ -98,7 +98,8 @@ class RewardScaling(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.R
 
     Differences with :class:`gymnasium.wrappers.NormalizeReward`: the running return ``G`` restarts on *any*
     episode end, terminated or truncated (gymnasium 1.x restarts only on termination, gymnasium #760 / #1507), and on
-    every ``reset()``; the unscaled reward is kept in ``info["raw_reward"]``; the statistics can be frozen
+    every ``reset()``; the unscaled reward is kept in ``info["raw_reward"]`` (the environment's own reward when
+    RewardScaling wrappers are nested); the statistics can be frozen
     (``update_stats=False``, also settable with ``set_attr``/``env_method("set_update_stats", False)``) and travel
     with an SB3 model (see :class:`RewardScalingCallback`).
 
