@@ -1,5 +1,7 @@
 """save_demonstrations / load_demonstrations: every format in and out, and every kind of bad input."""
 
+import subprocess
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -555,3 +557,15 @@ def test_sb2_conversion_drops_exactly_the_last_step(tmp_path, dicts):
         loaded = load_demonstrations(path)
     expected = [Episode(e.observations[:-1], e.actions[:-1], e.rewards[:-1], False, True) for e in kept]
     assert_same_episodes(expected, loaded)
+
+
+def test_example_runs_every_format():
+    example = Path(__file__).parent.parent / "examples" / "record_and_load.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "--seed", "3", "--episodes", "2", "--max-episode-steps", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert result.stdout.count("same = True") == 4 and "False" not in result.stdout, result.stdout
