@@ -1,0 +1,102 @@
+"""
+rl-zoo3's command line with ``dqfd`` and ``transformer_a2c`` registered: ``python -m sb3_dqfd.zoo <script> ...``.
+
+Scripts: ``train``, ``enjoy``, ``plot_train``, ``plot_from_file``, ``all_plots`` (rl-zoo3's, unchanged) and ``tune``
+(ours, see :mod:`sb3_dqfd.zoo.tune`). For ``train``, our algorithms read our shipped hyperparameter files unless
+``--conf-file`` is given, and the file's entry is checked (unknown keys named, demonstration paths) before rl-zoo3
+starts, so a typo costs one line instead of a traceback after the environments are built.
+"""
+
+import argparse
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+
+from sb3_dqfd.common.hyperparams import RUN_KEYS
+from sb3_dqfd.zoo.registration import (
+    ZOO_KEYS,
+    ZOO_NAMES,
+    ZooError,
+    algorithm_class,
+    check_env_id,
+    default_config,
+    read_zoo_entry,
+    register_algorithms,
+)
+from sb3_dqfd.zoo.tune import tune_main
+
+SCRIPTS = ("train", "enjoy", "plot_train", "plot_from_file", "all_plots", "tune")
+
+
+def check_train_arguments(argv: Sequence[str]) -> list[str]:
+    """
+    Check the algorithm, environment and hyperparameter file of an rl-zoo3 ``train`` command line.
+
+    :param argv: the arguments of ``train``
+    :return: the arguments to hand to rl-zoo3, with ``--conf-file`` added for our algorithms when missing
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--algo", default="ppo")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("-conf", "--conf-file")
+    parser.add_argument("--gym-packages", nargs="+", default=[])
+    parser.add_argument("-params", "--hyperparams", nargs="+", default=[])
+    args, _ = parser.parse_known_args(argv)
+    for module in args.gym_packages:
+        importlib.import_module(module)
+    algorithm = algorithm_class(args.algo)
+    check_env_id(args.env)
+    argv = list(argv)
+    if args.conf_file is None and args.algo in ZOO_NAMES:
+        args.conf_file = str(default_config(args.algo))
+        argv += ["--conf-file", args.conf_file]
+    if args.conf_file is not None and args.conf_file.endswith((".yml", ".yaml")):
+        read_zoo_entry(args.conf_file, args.env, algorithm)
+    known = set(inspect.signature(algorithm.__init__).parameters) | set(RUN_KEYS) | set(ZOO_KEYS)
+    unknown = sorted({item.partition(":")[0] for item in args.hyperparams} - known)
+    if unknown:
+        raise ZooError(f"-params: unknown hyperparameters for {algorithm.__name__}: {', '.join(unknown)}")
+    return argv
+
+
+def _rl_zoo3_script(name: str) -> Callable[[], None]:
+    """:return: rl-zoo3's function for the script ``name`` (it parses ``sys.argv``)"""
+    if name == "train":
+        from rl_zoo3.train import train
+
+        return train
+    if name == "enjoy":
+        from rl_zoo3.enjoy import enjoy
+
+        return enjoy
+    from rl_zoo3 import plots
+
+    return getattr(plots, name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    :param argv: ``<script> <arguments...>`` (default: ``sys.argv[1:]``)
+    :return: the exit status: 0 on success, 2 on bad input (one line on stderr)
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = "python -m sb3_dqfd.zoo"
+    if not argv or argv[0] not in SCRIPTS:
+        given = repr(argv[0]) if argv else "nothing"
+        print(f"{prog}: error: expected a script ({', '.join(SCRIPTS)}), got {given}", file=sys.stderr)
+        return 2
+    script, rest = argv[0], argv[1:]
+    if script == "tune":
+        return tune_main(rest)
+    register_algorithms()
+    try:
+        if script == "train":
+            rest = check_train_arguments(rest)
+    except ZooError as error:
+        print(f"{prog} {script}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    # rl-zoo3's scripts parse sys.argv themselves
+    sys.argv = [f"{prog} {script}", *rest]
+    _rl_zoo3_script(script)()
+    return 0

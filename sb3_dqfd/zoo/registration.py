@@ -1,0 +1,146 @@
+"""Make rl-zoo3 know our algorithms: its algorithm table, its Optuna samplers and our hyperparameter files."""
+
+import difflib
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from sb3_dqfd.common.hyperparams import RUN_KEYS
+from sb3_dqfd.zoo.samplers import (
+    convert_dqfd_params,
+    convert_transformer_a2c_params,
+    sample_dqfd_params,
+    sample_transformer_a2c_params,
+)
+
+#: Where the shipped hyperparameter files live (``<algo>.yml``, rl-zoo3's layout)
+HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
+
+#: Our algorithms' names in rl-zoo3 (``--algo``), as rl-zoo3 spells its own (lower case, underscores)
+ZOO_NAMES = ("dqfd", "transformer_a2c")
+
+#: Keys of an rl-zoo3 entry that rl-zoo3 consumes itself (environment and wrappers), besides the run keys
+ZOO_KEYS = (
+    "normalize",
+    "frame_stack",
+    "env_wrapper",
+    "vec_env_wrapper",
+    "callback",
+    "monitor_kwargs",
+    "env_kwargs",
+    "noise_type",
+    "noise_std",
+)
+
+
+class ZooError(ValueError):
+    """Bad input for the rl-zoo3 integration (algorithm, environment, hyperparameter file, storage)."""
+
+
+def register_algorithms() -> None:
+    """
+    Add ``dqfd`` and ``transformer_a2c`` to rl-zoo3's algorithm table and Optuna samplers.
+
+    rl-zoo3 reads ``rl_zoo3.utils.ALGOS``, ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` and
+    ``HYPERPARAMS_CONVERTER`` when it runs, so updating these dicts in place before ``rl_zoo3.train.train()`` (or an
+    ``ExperimentManager``) is enough. Idempotent.
+    """
+    from rl_zoo3 import hyperparams_opt, utils
+
+    # Imported here so that `import sb3_dqfd.zoo` stays light and rl-zoo3 is only needed when used
+    from sb3_dqfd.dqfd.dqfd import DQfD
+    from sb3_dqfd.transformer_a2c.transformer_a2c import TransformerA2C
+
+    utils.ALGOS.update(dqfd=DQfD, transformer_a2c=TransformerA2C)
+    hyperparams_opt.HYPERPARAMS_SAMPLER.update(dqfd=sample_dqfd_params, transformer_a2c=sample_transformer_a2c_params)
+    hyperparams_opt.HYPERPARAMS_CONVERTER.update(dqfd=convert_dqfd_params, transformer_a2c=convert_transformer_a2c_params)
+
+
+def algorithm_class(algo: str) -> type[BaseAlgorithm]:
+    """
+    :param algo: an rl-zoo3 algorithm name (``dqfd``, ``transformer_a2c``, ``dqn``, ...)
+    :return: its class, after :func:`register_algorithms`
+    """
+    from rl_zoo3.utils import ALGOS
+
+    register_algorithms()
+    if algo not in ALGOS:
+        raise ZooError(f"unknown algorithm {algo!r} (known: {', '.join(sorted(ALGOS))})")
+    return ALGOS[algo]
+
+
+def default_config(algo: str) -> Path:
+    """
+    :param algo: an rl-zoo3 algorithm name
+    :return: the hyperparameter file rl-zoo3 would read for it: ours for our algorithms, rl-zoo3's for its own
+    """
+    if algo in ZOO_NAMES:
+        return HYPERPARAMS_DIR / f"{algo}.yml"
+    import rl_zoo3
+
+    return Path(rl_zoo3.__file__).resolve().parent / "hyperparams" / f"{algo}.yml"
+
+
+def check_env_id(env_id: str) -> None:
+    """
+    Raise a :class:`ZooError` naming the closest registered id when ``env_id`` is not a registered environment.
+
+    :param env_id: a Gymnasium environment id (rl-zoo3's extra ids such as ``CartPoleNoVel-v1`` included)
+    """
+    import rl_zoo3.import_envs  # noqa: F401  (registers rl-zoo3's environments, e.g. the no-velocity ones)
+
+    if env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(env_id, list(gym.envs.registry), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ZooError(f"unknown environment {env_id!r}{hint}")
+
+
+def read_zoo_entry(path: str | Path, env_id: str, algorithm: type[BaseAlgorithm]) -> dict[str, Any]:
+    """
+    Read and check the entry of ``env_id`` in an rl-zoo3 hyperparameter file, without evaluating anything.
+
+    rl-zoo3 falls back to a ``default`` entry when the environment has none; so does this. Unknown keys (neither
+    constructor arguments of ``algorithm``, nor ``n_timesteps``/``n_envs``/``policy``, nor the keys rl-zoo3 itself
+    consumes such as ``normalize`` or ``env_wrapper``) are an error that names them, before any training starts.
+    A ``demonstrations`` path must exist.
+
+    :param path: the YAML file
+    :param env_id: the environment id
+    :param algorithm: the algorithm class the entry is for
+    :return: the raw entry (values as in the file)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"hyperparameter file {path} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ZooError(f"hyperparameter file {path} is not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(content, Mapping):
+        raise ZooError(f"hyperparameter file {path} must map environment ids to hyperparameters")
+    key = env_id if env_id in content else "default"
+    if key not in content:
+        raise ZooError(f"hyperparameter file {path} has no entry for {env_id!r} and no 'default' (entries: {sorted(content)})")
+    entry = content[key]
+    if not isinstance(entry, Mapping):
+        raise ZooError(f"{path}: the entry {key!r} must be a mapping of hyperparameters, got {type(entry).__name__}")
+    constructor_keys = set(inspect.signature(algorithm.__init__).parameters) - {"self", "env", "_init_setup_model"}
+    known = constructor_keys | set(RUN_KEYS) | set(ZOO_KEYS)
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ZooError(
+            f"{path} [{key}]: unknown hyperparameters for {algorithm.__name__}: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    demonstrations = entry.get("demonstrations")
+    if isinstance(demonstrations, str) and not Path(demonstrations).exists():
+        raise ZooError(
+            f"{path} [{key}]: demonstrations file {demonstrations!r} does not exist (paths are relative to the working "
+            f"directory); record it with: python -m sb3_dqfd record --env {env_id} --episodes 5 --output {demonstrations}"
+        )
+    return dict(entry)

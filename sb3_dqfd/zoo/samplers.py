@@ -1,0 +1,107 @@
+"""Optuna search spaces for DQfD and TransformerA2C, in rl-zoo3's sampler/converter convention."""
+
+from typing import Any
+
+import optuna
+
+# Named network sizes, as rl-zoo3's samplers: a categorical over short names keeps the study readable
+NET_ARCHS: dict[str, list[int]] = {"small": [64, 64], "medium": [256, 256]}
+
+
+def convert_dqfd_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn the raw parameters of a DQfD trial (``trial.params``) into constructor arguments of ``DQfD``.
+
+    Every raw parameter is a constructor argument of the same name, except ``net_arch`` (a name from
+    :data:`NET_ARCHS`, becomes ``policy_kwargs``); ``gradient_steps`` follows ``train_freq`` (one gradient step per
+    environment step, as rl-zoo3's DQN sampler).
+
+    :param sampled_params: the raw parameters, as :func:`sample_dqfd_params` suggests them
+    :return: the hyperparameters to pass to ``DQfD``
+    """
+    hyperparams = dict(sampled_params)
+    if "net_arch" in hyperparams:
+        hyperparams["policy_kwargs"] = {"net_arch": list(NET_ARCHS[hyperparams.pop("net_arch")])}
+    if "train_freq" in hyperparams:
+        hyperparams["gradient_steps"] = hyperparams["train_freq"]
+    return hyperparams
+
+
+def sample_dqfd_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Search space of DQfD (Hester et al. 2018, https://arxiv.org/abs/1704.03732): the DQN knobs and DQfD's own.
+
+    The ranges cover the paper's Atari values (n = 10, margin 0.8, lambda_1 = lambda_2 = 1, lambda_3 = 1e-5) and the
+    small-task defaults of ``DQfD``. ``demo_ratio`` is either ``None`` (the paper: priorities with the ``demo_eps``
+    bonus set the demonstration share of each batch) or a fixed share (Ape-X DQfD / R2D3).
+
+    :param trial: the Optuna trial to sample from
+    :param n_actions: size of a Box action space (rl-zoo3's sampler signature; unused: DQfD acts on Discrete spaces)
+    :param n_envs: number of environments (unused)
+    :param additional_args: rl-zoo3's extra arguments (unused)
+    :return: the hyperparameters to pass to ``DQfD``
+    """
+    sampled = {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+        "gamma": trial.suggest_float("gamma", 0.95, 0.999),
+        "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256]),
+        "train_freq": trial.suggest_int("train_freq", 1, 8),
+        "target_update_interval": trial.suggest_int("target_update_interval", 100, 5_000, log=True),
+        "exploration_final_eps": trial.suggest_float("exploration_final_eps", 0.0, 0.1),
+        "n_steps": trial.suggest_int("n_steps", 1, 20, log=True),
+        "margin": trial.suggest_float("margin", 0.05, 2.0, log=True),
+        "n_step_coef": trial.suggest_float("n_step_coef", 0.0, 2.0),
+        "margin_coef": trial.suggest_float("margin_coef", 0.01, 3.0, log=True),
+        "l2_coef": trial.suggest_float("l2_coef", 1e-7, 1e-3, log=True),
+        "pretrain_steps": trial.suggest_int("pretrain_steps", 0, 20_000, step=500),
+        "prioritized_replay": trial.suggest_categorical("prioritized_replay", [True, False]),
+        "demo_ratio": trial.suggest_categorical("demo_ratio", [None, 0.1, 0.25, 0.5]),
+        "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCHS)),
+    }
+    return convert_dqfd_params(sampled)
+
+
+def convert_transformer_a2c_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn the raw parameters of a TransformerA2C trial into constructor arguments of ``TransformerA2C``.
+
+    The encoder's shape (``context_len``, ``d_model``, ``n_heads``, ``n_layers``) goes into ``policy_kwargs``; the
+    other raw parameters are constructor arguments of the same name.
+
+    :param sampled_params: the raw parameters, as :func:`sample_transformer_a2c_params` suggests them
+    :return: the hyperparameters to pass to ``TransformerA2C``
+    """
+    hyperparams = dict(sampled_params)
+    encoder_keys = ("context_len", "d_model", "n_heads", "n_layers")
+    policy_kwargs = {key: hyperparams.pop(key) for key in encoder_keys if key in hyperparams}
+    if policy_kwargs:
+        hyperparams["policy_kwargs"] = policy_kwargs
+    return hyperparams
+
+
+def sample_transformer_a2c_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Search space of TransformerA2C: A2C's knobs and the shape of the causal transformer over the last steps.
+
+    Every ``n_heads`` choice divides every ``d_model`` choice, so no trial is wasted on an invalid encoder.
+
+    :param trial: the Optuna trial to sample from
+    :param n_actions: size of a Box action space (rl-zoo3's sampler signature; unused)
+    :param n_envs: number of environments (unused: ``n_steps`` is per environment)
+    :param additional_args: rl-zoo3's extra arguments (unused)
+    :return: the hyperparameters to pass to ``TransformerA2C``
+    """
+    sampled = {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+        "n_steps": trial.suggest_categorical("n_steps", [4, 8, 16, 32]),
+        "gamma": trial.suggest_float("gamma", 0.95, 0.999),
+        "gae_lambda": trial.suggest_float("gae_lambda", 0.8, 1.0),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-5, 0.05, log=True),
+        "vf_coef": trial.suggest_float("vf_coef", 0.25, 1.0),
+        "max_grad_norm": trial.suggest_float("max_grad_norm", 0.3, 2.0),
+        "context_len": trial.suggest_categorical("context_len", [4, 8, 16, 32]),
+        "d_model": trial.suggest_categorical("d_model", [16, 32, 64]),
+        "n_heads": trial.suggest_categorical("n_heads", [1, 2, 4]),
+        "n_layers": trial.suggest_int("n_layers", 1, 3),
+    }
+    return convert_transformer_a2c_params(sampled)

@@ -1,0 +1,419 @@
+"""
+``sb3-dqfd tune``: Optuna hyperparameter search through rl-zoo3's experiment manager, shareable across machines.
+
+rl-zoo3 builds the environments, the model and the pruned evaluation of each trial (``ExperimentManager.objective``);
+Optuna samples, prunes and keeps the study. Several worker processes, on one machine or many, that are given the
+same ``--storage`` URL and ``--study-name`` share one study: each asks the database for its next trial.
+"""
+
+import argparse
+import contextlib
+import os
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.distributions import CategoricalDistribution
+from optuna.samplers import BaseSampler, PartialFixedSampler, RandomSampler
+from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from sb3_dqfd.zoo.registration import ZooError, algorithm_class, check_env_id, default_config, read_zoo_entry
+
+#: Trial states that count as "done" in the summary (a RUNNING trial may belong to another worker)
+_COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
+# rl-zoo3 passes these to every sampler; only its HER-aware samplers read them
+_SAMPLER_ARGS = {"using_her_replay_buffer": False, "her_kwargs": {}}
+
+
+def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    """
+    Add the options of ``tune`` to ``parser``.
+
+    :param parser: the parser of the ``tune`` command
+    """
+    parser.add_argument("algo", help="algorithm: dqfd, transformer_a2c, or any rl-zoo3 algorithm (dqn, a2c, ppo, ...)")
+    parser.add_argument("--env", required=True, help="environment id, e.g. CartPole-v1 (rl-zoo3's CartPoleNoVel-v1 too)")
+    parser.add_argument(
+        "--conf-file", help="rl-zoo3 hyperparameter YAML whose entry for --env holds the fixed settings (default: ours)"
+    )
+    parser.add_argument("--n-trials", type=int, default=50, help="trials run by THIS worker")
+    parser.add_argument(
+        "--max-total-trials", type=int, help="stop every worker once the study holds this many trials (all workers)"
+    )
+    parser.add_argument("--n-jobs", type=int, default=1, help="trials run in parallel threads by this worker")
+    parser.add_argument(
+        "--storage",
+        help="Optuna storage shared by all workers: an RDB URL (postgresql://user:password@host:5432/db, "
+        "mysql+pymysql://..., sqlite:///study.db) or a journal file path ending in .log (default: in memory)",
+    )
+    parser.add_argument("--study-name", help="study to create or join (default: <algo>-<env>)")
+    parser.add_argument("--sampler", choices=["tpe", "random"], default="tpe")
+    parser.add_argument("--pruner", choices=["median", "halving", "none"], default="median")
+    parser.add_argument("--n-startup-trials", type=int, default=5, help="random trials before TPE and pruning start")
+    parser.add_argument("--n-timesteps", type=int, help="environment steps per trial (default: n_timesteps of the YAML)")
+    parser.add_argument("--n-evaluations", type=int, default=5, help="evaluations per trial (pruning points)")
+    parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation")
+    parser.add_argument(
+        "--fix",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix sampled parameters (Optuna PartialFixedSampler), e.g. --fix pretrain_steps=1000 demo_ratio=null",
+    )
+    parser.add_argument("--seed", type=int, help="seed of the sampler and the environments (default: random per worker)")
+    parser.add_argument("--num-threads", type=int, default=1, help="torch threads (-1: torch's default)")
+    parser.add_argument("--device", default="auto", help="torch device of the trials")
+    parser.add_argument("--log-folder", default="logs/tune", help="rl-zoo3's log folder")
+    parser.add_argument("--output", help="YAML file for the best hyperparameters (default: <log-folder>/<study>.yml)")
+    parser.add_argument("--verbose", type=int, default=1, help="0: only errors and the summary, 1: each trial")
+
+
+def add_tune_subcommand(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+    """
+    Add the ``tune`` command to a command line's subcommands; it runs :func:`run_tune` and raises
+    :class:`~sb3_dqfd.zoo.registration.ZooError` (a ``ValueError``) on bad input.
+
+    :param subparsers: the object returned by ``parser.add_subparsers()``
+    :return: the ``tune`` parser
+    """
+    parser = subparsers.add_parser(
+        "tune",
+        help="Optuna hyperparameter search via rl-zoo3, shareable across machines with --storage",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_tune_arguments(parser)
+    parser.set_defaults(func=run_tune)
+    return parser
+
+
+def _safe_url(url: str) -> str:
+    """:return: ``url`` with its password hidden, for messages"""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy can parse: nothing to hide that we could find
+        return url
+
+
+def _first_line(error: BaseException) -> str:
+    """:return: the first line of an exception's message (sqlalchemy appends background links and SQL)"""
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
+
+
+def open_storage(url: str | None, heartbeat_interval: int = 60) -> BaseStorage | None:
+    """
+    Open (and create the tables of) the Optuna storage shared by the workers, failing fast with one readable line.
+
+    RDB storages get a heartbeat: a trial whose worker died (machine lost, process killed) is marked failed after
+    ``2 * heartbeat_interval`` seconds and queued once more for another worker, so no trial is silently lost.
+
+    :param url: an SQLAlchemy URL, a journal file path ending in ``.log``, or ``None`` for an in-memory study
+    :param heartbeat_interval: seconds between a running trial's heartbeats in an RDB storage
+    :return: the storage, or ``None`` (in memory)
+    """
+    if url is None:
+        return None
+    if url.endswith(".log") and "://" not in url:
+        path = Path(url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as error:
+            raise ZooError(f"cannot use journal storage {url!r}: {error.strerror or error}") from None
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith(("postgresql", "mysql")):
+        # An unreachable host should fail in seconds, not after the operating system's TCP timeout (minutes)
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+        for attempt in range(3):
+            try:
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=2 * heartbeat_interval,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
+            except (IntegrityError, ProgrammingError):
+                # Workers started together race to create the tables; the loser finds them on its next attempt
+                if attempt == 2:
+                    raise
+                time.sleep(1.0 + attempt)
+            except Exception as error:  # any driver or URL error: the user needs its first line, not a traceback
+                raise ZooError(f"cannot open Optuna storage {_safe_url(url)!r}: {_first_line(error)}") from None
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def parse_fixed_params(items: Sequence[str]) -> dict[str, Any]:
+    """
+    :param items: ``NAME=VALUE`` strings; values are YAML scalars (``null``, ``true``, ``64``) or floats (``1e-3``)
+    :return: the fixed raw parameters
+    """
+    fixed: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ZooError(f"--fix {item!r}: expected NAME=VALUE, e.g. pretrain_steps=1000")
+        value = yaml.safe_load(text)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = float(value)  # YAML 1.1 reads "1e-3" as a string
+        fixed[name] = value
+    return fixed
+
+
+def check_fixed_params(algo: str, fixed: dict[str, Any]) -> None:
+    """
+    Check ``--fix`` values against the algorithm's search space by sampling it once in a throwaway study.
+
+    :param algo: an algorithm with a sampler in rl-zoo3's table
+    :param fixed: the fixed raw parameters
+    """
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
+
+    if algo not in HYPERPARAMS_SAMPLER:
+        tunable = ", ".join(sorted(HYPERPARAMS_SAMPLER))
+        raise ZooError(f"algorithm {algo!r} has no Optuna sampler in rl-zoo3 (tunable: {tunable})")
+    if not fixed:
+        return
+    trial = optuna.create_study(sampler=RandomSampler(seed=0)).ask()
+    HYPERPARAMS_SAMPLER[algo](trial, 1, 1, dict(_SAMPLER_ARGS))
+    distributions = trial.distributions
+    unknown = sorted(set(fixed) - set(distributions))
+    if unknown:
+        sampled = ", ".join(sorted(distributions))
+        raise ZooError(f"--fix: {algo} samples no parameter {', '.join(unknown)} (it samples: {sampled})")
+    for name, value in fixed.items():
+        distribution = distributions[name]
+        if isinstance(distribution, CategoricalDistribution):
+            if value not in distribution.choices:
+                raise ZooError(f"--fix {name}={value!r}: not one of the choices {list(distribution.choices)}")
+        elif not isinstance(value, int | float) or isinstance(value, bool):
+            raise ZooError(f"--fix {name}={value!r}: expected a number for {distribution}")
+
+
+def _make_sampler(exp_manager: Any, args: argparse.Namespace, fixed: dict[str, Any]) -> BaseSampler:
+    """:return: rl-zoo3's sampler for ``args.sampler`` (TPE multivariate or random), with ``fixed`` params pinned"""
+    sampler = exp_manager._create_sampler(args.sampler)
+    if not fixed:
+        return sampler
+    # The user fixed these values on purpose (checked by check_fixed_params): an off-grid value is not a mistake
+    warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return PartialFixedSampler(fixed, sampler)
+
+
+def _yaml_value(value: Any) -> Any:
+    """
+    :param value: a hyperparameter value from a trial
+    :return: the value as plain YAML data; a ``policy_kwargs`` holding classes (rl-zoo3's own samplers pick
+        ``nn.Tanh`` etc.) becomes rl-zoo3's ``"dict(...)"`` string, the only form rl-zoo3 reads classes from
+    """
+    if isinstance(value, dict):
+        if any(isinstance(item, type) for item in value.values()):
+            items = ", ".join(
+                f"{key}=nn.{item.__name__}" if isinstance(item, type) else f"{key}={_yaml_value(item)!r}"
+                for key, item in value.items()
+            )
+            return f"dict({items})"
+        return {key: _yaml_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_yaml_value(item) for item in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return value.item()
+    return value
+
+
+def best_hyperparameters(study: optuna.Study, algo: str, base_entry: dict[str, Any]) -> dict[str, Any]:
+    """
+    The YAML entry that reproduces the best trial: the fixed settings of the tuned entry with the trial's sampled
+    hyperparameters replacing them (as rl-zoo3's objective does, ``policy_kwargs`` included).
+
+    :param study: the study
+    :param algo: the algorithm name (selects rl-zoo3's converter from raw trial parameters)
+    :param base_entry: the raw YAML entry the study was run with
+    :return: the entry, plain YAML data
+    """
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
+
+    entry = dict(base_entry)
+    entry.update(HYPERPARAMS_CONVERTER[algo](study.best_trial.params))
+    return {key: _yaml_value(value) for key, value in entry.items()}
+
+
+def _state_counts(study: optuna.Study) -> str:
+    """:return: the number of trials per state, e.g. ``"4 trials: 3 complete, 1 pruned"``"""
+    states = Counter(trial.state.name.lower() for trial in study.get_trials(deepcopy=False))
+    return f"{sum(states.values())} trials: " + ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+
+
+def write_best_yaml(
+    study: optuna.Study, algo: str, env_id: str, base_entry: dict[str, Any], output: Path, storage: str | None
+) -> dict[str, Any]:
+    """
+    Write the best trial's hyperparameters as a ready-to-use rl-zoo3 YAML file (atomically: workers may share it).
+
+    :param study: the study
+    :param algo: the algorithm name
+    :param env_id: the environment id (the YAML entry's key)
+    :param base_entry: the raw YAML entry the study was run with
+    :param output: the file to write
+    :param storage: the storage URL, for the header (password hidden)
+    :return: the written entry
+    """
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        raise ZooError(f"study {study.study_name!r} has no completed trial yet ({_state_counts(study)}): nothing to write")
+    entry = best_hyperparameters(study, algo, base_entry)
+    best = study.best_trial
+    header = (
+        f"# Best trial of Optuna study {study.study_name!r} ({_safe_url(storage) if storage else 'in memory'}, "
+        f"{_state_counts(study)}):\n"
+        f"# trial #{best.number}, mean evaluation return {best.value:.2f}, run by {best.user_attrs.get('worker', '?')}.\n"
+        f"# Written by: {' '.join(sys.orig_argv)}\n"
+        f"# Train with: python -m sb3_dqfd.zoo train --algo {algo} --env {env_id} --conf-file {output}\n"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=output.parent, suffix=".tmp", delete=False) as file:
+        file.write(header + yaml.safe_dump({env_id: entry}, sort_keys=True))
+    os.replace(file.name, output)
+    return entry
+
+
+def tune(args: argparse.Namespace) -> tuple[optuna.Study, dict[str, Any]]:
+    """
+    Run this worker's share of the study described by ``args`` (the options of :func:`add_tune_arguments`).
+
+    :param args: the parsed options
+    :return: the study (all workers' trials) and the raw YAML entry it tunes
+    """
+    from rl_zoo3.exp_manager import ExperimentManager
+    from stable_baselines3.common.utils import set_random_seed
+
+    algorithm = algorithm_class(args.algo)
+    check_env_id(args.env)
+    config = Path(args.conf_file) if args.conf_file else default_config(args.algo)
+    base_entry = read_zoo_entry(config, args.env, algorithm)
+    if args.n_timesteps is None and "n_timesteps" not in base_entry:
+        raise ZooError(f"{config}: the entry for {args.env!r} has no n_timesteps; give --n-timesteps")
+    for name in ("n_trials", "n_jobs", "n_evaluations", "eval_episodes"):
+        if getattr(args, name) < 1:
+            raise ZooError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    fixed = parse_fixed_params(args.fix)
+    check_fixed_params(args.algo, fixed)
+    storage = open_storage(args.storage)
+    study_name = args.study_name or f"{args.algo}-{args.env}"
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+    set_random_seed(seed)
+    if args.num_threads > 0:
+        import torch as th
+
+        th.set_num_threads(args.num_threads)
+    if args.verbose < 1:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    exp_manager = ExperimentManager(
+        args,
+        args.algo,
+        args.env,
+        args.log_folder,
+        n_timesteps=args.n_timesteps or 0,
+        n_eval_episodes=args.eval_episodes,
+        optimize_hyperparameters=True,
+        storage=args.storage,
+        study_name=study_name,
+        n_trials=args.n_trials,
+        max_total_trials=args.max_total_trials,
+        n_jobs=args.n_jobs,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        n_startup_trials=args.n_startup_trials,
+        n_evaluations=args.n_evaluations,
+        seed=seed,
+        verbose=args.verbose,
+        device=args.device,
+        config=str(config),
+        no_optim_plots=True,
+    )
+    exp_manager.setup_experiment()  # reads and preprocesses the YAML, creates nothing to train when optimizing
+    study = optuna.create_study(
+        storage=storage,
+        sampler=_make_sampler(exp_manager, args, fixed),
+        pruner=exp_manager._create_pruner(args.pruner),
+        study_name=study_name,
+        load_if_exists=True,
+        direction="maximize",
+    )
+    owner = (study.user_attrs.get("algo"), study.user_attrs.get("env_id"))
+    if owner == (None, None):
+        study.set_user_attr("algo", args.algo)
+        study.set_user_attr("env_id", args.env)
+    elif owner != (args.algo, args.env):
+        raise ZooError(f"study {study_name!r} belongs to {owner[0]} on {owner[1]}, not {args.algo} on {args.env}")
+
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def objective(trial: optuna.Trial) -> float:
+        # Record which worker ran the trial: with many machines on one study, that is how to trace a result
+        trial.set_user_attr("worker", worker)
+        return exp_manager.objective(trial)
+
+    callbacks = []
+    if args.max_total_trials is not None:
+        callbacks.append(optuna.study.MaxTrialsCallback(args.max_total_trials, states=_COUNTED_STATES))
+        if len(study.get_trials(deepcopy=False, states=_COUNTED_STATES)) >= args.max_total_trials:
+            return study, base_entry
+    study.optimize(objective, n_trials=args.n_trials, n_jobs=args.n_jobs, callbacks=callbacks, gc_after_trial=True)
+    return study, base_entry
+
+
+def run_tune(args: argparse.Namespace) -> None:
+    """
+    The ``tune`` command: run the search, print a summary and write the best hyperparameters as YAML.
+
+    :param args: the parsed options of :func:`add_tune_arguments`
+    """
+    study, base_entry = tune(args)
+    output = Path(args.output) if args.output else Path(args.log_folder) / f"{study.study_name}.yml"
+    write_best_yaml(study, args.algo, args.env, base_entry, output, args.storage)
+    best = study.best_trial
+    print(f"Study {study.study_name!r}: {_state_counts(study)}")
+    print(f"Best: trial #{best.number}, value {best.value:.2f}, params {best.params}")
+    print(f"Best hyperparameters written to {output}")
+
+
+def tune_main(argv: Sequence[str] | None = None) -> int:
+    """
+    Standalone entry of ``tune`` (``python -m sb3_dqfd.zoo tune ...``).
+
+    :param argv: the arguments after ``tune`` (default: ``sys.argv[1:]``)
+    :return: the exit status: 0 on success, 2 on bad input (reported as one line, never a traceback)
+    """
+    parser = argparse.ArgumentParser(
+        prog="sb3-dqfd tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_tune_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        run_tune(args)
+    except ZooError as error:
+        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    return 0
