@@ -54,7 +54,8 @@ def test_large_margin_loss_brute_force(q_values, data, margin):
         if not demo[row]:
             assert loss[row] == 0.0
             continue
-        reference = max(q_values[row][a] + (0.0 if a == expert[row] else margin) for a in range(3)) - q_values[row][expert[row]]
+        best = max(q_values[row][a] + (0.0 if a == expert[row] else margin) for a in range(3))
+        reference = best - q_values[row][expert[row]]
         assert loss[row] == pytest.approx(reference, abs=1e-9)
         assert loss[row] >= 0.0
 

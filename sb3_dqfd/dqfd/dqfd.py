@@ -1,5 +1,6 @@
 """Deep Q-learning from Demonstrations (DQfD): the algorithm class and its loss terms."""
 
+import dataclasses
 import warnings
 from types import SimpleNamespace
 from typing import Any, ClassVar, TypeVar
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from sb3_dqfd.common.buffers import DQfDReplayBuffer, DQfDReplayBufferSamples
 from sb3_dqfd.common.demonstrations import Demonstrations, Episode, load_demonstrations
 from sb3_dqfd.dqfd.policies import CnnPolicy, DQfDPolicy, MlpPolicy, MultiInputPolicy
+from sb3_dqfd.wrappers.reward_scaling import demonstration_reward_transform
 
 SelfDQfD = TypeVar("SelfDQfD", bound="DQfD")
 
@@ -480,8 +482,18 @@ class DQfD(DQN):
         return Demonstrations(episodes, self.observation_space, self.action_space)
 
     def _scaled_demonstrations(self, demonstrations: Demonstrations) -> Demonstrations:
-        """The demonstrations with the training env's fixed reward transform applied, if it has one."""
-        return demonstrations
+        """
+        The demonstrations with the training env's fixed reward transform applied (a ``RewardScaling`` wrapper), so
+        demonstration and agent rewards share one scale in the buffer. Raises a ValueError for running normalization.
+        """
+        transform = None if self.env is None else demonstration_reward_transform(self.env)
+        if transform is None:
+            return demonstrations
+        episodes = [
+            dataclasses.replace(episode, rewards=np.asarray(transform(episode.rewards), dtype=np.float32))
+            for episode in demonstrations
+        ]
+        return Demonstrations(episodes, demonstrations.observation_space, demonstrations.action_space)
 
     def _ensure_demonstrations_in_buffer(self) -> None:
         """After :meth:`load`, put the saved demonstrations back into a fresh replay buffer."""
@@ -536,16 +548,20 @@ class DQfD(DQN):
         td_errors = losses["td_errors"].cpu().numpy()
         self.replay_buffer.update_priorities(data.indices, td_errors)
         is_demo = data.is_demo.reshape(-1).cpu().numpy() > 0.5
-        return {
+        stats = {
             "loss": loss.item(),
             "loss_td": losses["td"].item(),
             "loss_n_step": losses["n_step"].item(),
             "loss_margin": losses["margin"].item(),
             "loss_l2": loss_l2.item(),
             "demo_fraction": float(is_demo.mean()),
-            "abs_td_demo": float(np.abs(td_errors[is_demo]).mean()) if is_demo.any() else np.nan,
-            "abs_td_agent": float(np.abs(td_errors[~is_demo]).mean()) if (~is_demo).any() else np.nan,
         }
+        if self.prioritized_replay:
+            # Mean new priority of the sampled demonstration / agent rows (a cheap running view of each region)
+            priorities = self.replay_buffer.priorities(data.indices)
+            stats["priority_demo"] = float(priorities[is_demo].mean()) if is_demo.any() else np.nan
+            stats["priority_agent"] = float(priorities[~is_demo].mean()) if (~is_demo).any() else np.nan
+        return stats
 
     def _record(self, stats: list[dict[str, float]]) -> None:
         """Log the mean of each statistic over the gradient steps of one train()/pre-training chunk."""

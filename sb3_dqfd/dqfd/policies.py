@@ -88,7 +88,7 @@ class DQfDPolicy(DQNPolicy):
     :param observation_space: Observation space
     :param action_space: Action space
     :param lr_schedule: Learning rate schedule (could be constant)
-    :param net_arch: Hidden layer sizes of the Q-network (``[64, 64]`` by default, ``[]`` with ``NatureCNN``)
+    :param net_arch: Hidden layer sizes of the Q-network (``[256, 256]`` by default, ``[]`` with ``NatureCNN``)
     :param activation_fn: Activation function
     :param features_extractor_class: Features extractor to use.
     :param features_extractor_kwargs: Keyword arguments to pass to the features extractor.
@@ -117,6 +117,9 @@ class DQfDPolicy(DQNPolicy):
     ) -> None:
         # Set before super().__init__ because it builds the networks through make_q_net()
         self.dueling = dueling
+        if net_arch is None and features_extractor_class != NatureCNN:
+            # Wider than SB3 DQN's [64, 64]: imitates the classic-control experts within a few thousand updates
+            net_arch = [256, 256]
         super().__init__(
             observation_space,
             action_space,

@@ -1,0 +1,225 @@
+"""
+DQfD (defaults) against SB3 DQN (rl-zoo3 tuned hyperparameters) side by side, plus the cost of one gradient step.
+
+Per task and seed: record expert demonstrations, pre-train DQfD and evaluate it (10 deterministic episodes, 20 on
+MountainCar) right after pre-training and every 2,500 environment steps; train DQN with rl-zoo3's hyperparameters
+on the same budget and evaluation schedule. Medians over seeds; JSON and PNG in ``benchmarks/results/``.
+
+Small default budget (a few minutes on 2 cores)::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_dqfd.py
+
+The full run behind the README numbers (hours on 2 shared cores)::
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_dqfd.py --full
+"""
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3 import DQN
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.utils import LinearSchedule
+
+from sb3_dqfd.common.demonstrations import Demonstrations, record_demonstrations
+from sb3_dqfd.common.experiment import LearningCurve, format_table, plot_curves, summarize, train_with_curve
+from sb3_dqfd.common.experts import get_expert
+from sb3_dqfd.dqfd import DQfD
+
+RESULTS = Path(__file__).parent / "results"
+
+# rl-zoo3's tuned DQN hyperparameters (hyperparams/dqn.yml)
+ZOO_DQN: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(
+        learning_rate=2.3e-3,
+        batch_size=64,
+        buffer_size=100_000,
+        learning_starts=1_000,
+        gamma=0.99,
+        target_update_interval=10,
+        train_freq=256,
+        gradient_steps=128,
+        exploration_fraction=0.16,
+        exploration_final_eps=0.04,
+        policy_kwargs=dict(net_arch=[256, 256]),
+    ),
+    "MountainCar-v0": dict(
+        learning_rate=4e-3,
+        batch_size=128,
+        buffer_size=10_000,
+        learning_starts=1_000,
+        gamma=0.98,
+        target_update_interval=600,
+        train_freq=16,
+        gradient_steps=8,
+        exploration_fraction=0.2,
+        exploration_final_eps=0.07,
+        policy_kwargs=dict(net_arch=[256, 256]),
+    ),
+    "LunarLander-v3": dict(
+        learning_rate=LinearSchedule(6.3e-4, 0.0, 1.0),
+        batch_size=128,
+        buffer_size=50_000,
+        learning_starts=0,
+        gamma=0.99,
+        target_update_interval=250,
+        train_freq=4,
+        gradient_steps=-1,
+        exploration_fraction=0.12,
+        exploration_final_eps=0.1,
+        policy_kwargs=dict(net_arch=[256, 256]),
+    ),
+}
+
+# Task settings: demonstrations, threshold, evaluation episodes, budgets (small default, --full)
+TASKS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(n_demo_episodes=5, threshold=475.0, n_eval_episodes=10, small=10_000, full=50_000),
+    "MountainCar-v0": dict(n_demo_episodes=10, threshold=-110.0, n_eval_episodes=20, small=10_000, full=30_000),
+    "LunarLander-v3": dict(n_demo_episodes=20, threshold=200.0, n_eval_episodes=10, small=5_000, full=50_000),
+}
+EVAL_FREQ = 2_500
+
+
+def expert_demonstrations(env_id: str, n_episodes: int, seed: int) -> Demonstrations:
+    return record_demonstrations(get_expert(env_id), gym.make(env_id), n_episodes, seed=10_000 * (seed + 1))
+
+
+def teacher_score(env_id: str, n_episodes: int, seed: int) -> float:
+    """Mean return of the scripted expert on the evaluation seeds used for the agents' final score."""
+    demos = record_demonstrations(get_expert(env_id), gym.make(env_id), n_episodes, seed=50_000 + seed)
+    return float(demos.episode_returns.mean())
+
+
+def final_score(model: Any, env_id: str, n_episodes: int, seed: int) -> float:
+    env = gym.make(env_id)
+    returns = []
+    for episode in range(n_episodes):
+        observation, _ = env.reset(seed=50_000 + seed + episode)
+        done, total = False, 0.0
+        while not done:
+            action, _ = model.predict(observation, deterministic=True)
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def run_task(env_id: str, seeds: list[int], budget: int, run_dqn: bool) -> tuple[list[LearningCurve], dict[str, Any]]:
+    task = TASKS[env_id]
+    curves, extra = [], {}
+    for seed in seeds:
+        demos = expert_demonstrations(env_id, task["n_demo_episodes"], seed)
+        extra[f"demo_return_seed{seed}"] = float(demos.episode_returns.mean())
+        eval_env = make_vec_env(env_id, n_envs=1, seed=1_000 + seed)
+        model = DQfD("MlpPolicy", env_id, demonstrations=demos, seed=seed)
+        curves.append(
+            train_with_curve(
+                model,
+                "DQfD",
+                seed,
+                budget,
+                eval_env,
+                EVAL_FREQ,
+                task["n_eval_episodes"],
+                before_learning=lambda m: m.pretrain(m.pretrain_steps),  # type: ignore[attr-defined]
+            )
+        )
+        print(f"{env_id} DQfD seed {seed}: {np.round(curves[-1].mean_returns, 1).tolist()}", flush=True)
+        if env_id == "LunarLander-v3":
+            extra[f"dqfd_final100_seed{seed}"] = final_score(model, env_id, 100, seed)
+            extra[f"teacher_final100_seed{seed}"] = teacher_score(env_id, 100, seed)
+        if run_dqn:
+            eval_env = make_vec_env(env_id, n_envs=1, seed=1_000 + seed)
+            dqn = DQN("MlpPolicy", env_id, seed=seed, **ZOO_DQN[env_id])
+            curves.append(train_with_curve(dqn, "DQN (rl-zoo3)", seed, budget, eval_env, EVAL_FREQ, task["n_eval_episodes"]))
+            print(f"{env_id} DQN seed {seed}: {np.round(curves[-1].mean_returns, 1).tolist()}", flush=True)
+    return curves, extra
+
+
+def criteria(env_id: str, curves: list[LearningCurve], extra: dict[str, Any]) -> dict[str, Any]:
+    """The task's success criteria for DQfD, evaluated on the curves (all evaluations after pre-training)."""
+    threshold = TASKS[env_id]["threshold"]
+    runs = [curve for curve in curves if curve.label == "DQfD"]
+    shares = [run.share_at_or_above(threshold) for run in runs]
+    result: dict[str, Any] = {"share_of_evals_at_threshold_per_seed": shares}
+    if env_id == "CartPole-v1":
+        median_run = runs[int(np.argsort(shares)[len(shares) // 2])]
+        result["every_seed_at_least_90pct"] = all(share >= 0.9 for share in shares)
+        result["median_seed_all_evals"] = median_run.share_at_or_above(threshold) == 1.0
+    elif env_id == "MountainCar-v0":
+        result["first_step_at_threshold_per_seed"] = [run.steps_to_threshold(threshold) for run in runs]
+    else:
+        result["every_eval_at_least_200_per_seed"] = [share == 1.0 for share in shares]
+        seeds = [run.seed for run in runs]
+        result["final100_dqfd"] = [extra.get(f"dqfd_final100_seed{seed}") for seed in seeds]
+        result["final100_teacher"] = [extra.get(f"teacher_final100_seed{seed}") for seed in seeds]
+    return result
+
+
+def gradient_step_cost(n_steps: int = 300, batch_size: int = 64, net_arch: tuple[int, ...] = (256, 256)) -> dict[str, float]:
+    """Seconds per gradient step of DQfD and SB3 DQN on CartPole, same network and batch, buffers filled alike."""
+    demos = expert_demonstrations("CartPole-v1", 5, 0)
+    policy_kwargs = dict(net_arch=list(net_arch))
+    dqfd = DQfD("MlpPolicy", "CartPole-v1", demonstrations=demos, batch_size=batch_size, policy_kwargs=policy_kwargs, seed=0)
+    dqn = DQN("MlpPolicy", "CartPole-v1", batch_size=batch_size, learning_starts=0, policy_kwargs=policy_kwargs, seed=0)
+    timings = {}
+    for label, model in (("DQfD", dqfd), ("DQN", dqn)):
+        model.learn(2_000)  # fills both buffers with agent data (DQfD also pre-trains on demos)
+        model.train(gradient_steps=20, batch_size=batch_size)  # warm-up
+        start = time.perf_counter()
+        model.train(gradient_steps=n_steps, batch_size=batch_size)
+        timings[label] = (time.perf_counter() - start) / n_steps
+    timings["ratio"] = timings["DQfD"] / timings["DQN"]
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="full budgets (CartPole 50k, MountainCar 30k, LunarLander 50k)")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (>= 3 for the reported medians)")
+    parser.add_argument("--envs", nargs="+", default=list(TASKS), choices=list(TASKS), help="tasks to run")
+    parser.add_argument("--no-dqn", action="store_true", help="skip the SB3 DQN baseline")
+    parser.add_argument("--timesteps", type=int, default=None, help="override the budget of every task")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    print("reproduce: OMP_NUM_THREADS=1 python " + " ".join(sys.argv), flush=True)
+
+    report: dict[str, Any] = {
+        "command": "python " + " ".join(sys.argv),
+        "machine": f"{platform.processor() or platform.machine()}, torch threads 1, shared 2-core machine",
+    }
+    cost = gradient_step_cost()
+    report["gradient_step_seconds"] = cost
+    print(
+        f"gradient step (CartPole, [256, 256], batch 64): DQfD {cost['DQfD'] * 1e3:.2f} ms, "
+        f"DQN {cost['DQN'] * 1e3:.2f} ms, ratio {cost['ratio']:.2f}",
+        flush=True,
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = "full" if args.full else "small"
+    for env_id in args.envs:
+        task = TASKS[env_id]
+        budget = args.timesteps or (task["full"] if args.full else task["small"])
+        curves, extra = run_task(env_id, list(range(args.seeds)), budget, run_dqn=not args.no_dqn)
+        rows = summarize(curves, task["threshold"])
+        print(f"\n{env_id}, {budget:,} steps, {args.seeds} seeds\n{format_table(rows, task['threshold'])}", flush=True)
+        checks = criteria(env_id, curves, extra)
+        print(json.dumps(checks), flush=True)
+        name = f"dqfd_{env_id.split('-')[0].lower()}_{suffix}"
+        plot_curves(curves, RESULTS / f"{name}.png", f"{env_id}: DQfD (defaults) vs DQN (rl-zoo3)", task["threshold"])
+        report[env_id] = {"budget": budget, "summary": rows, "criteria": checks, "extra": extra}
+        report[env_id]["curves"] = [curve.__dict__ for curve in curves]
+        (RESULTS / f"{name}.json").write_text(json.dumps(report[env_id] | {"gradient_step_seconds": cost}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
