@@ -464,8 +464,9 @@ class DQfDReplayBuffer(ReplayBuffer):
         """
         Flat indices of the ``n`` steps starting at each transition, and where a step is the newest agent row.
 
-        A demonstration steps +1 in the flat demonstration stream (clipped at its end, an episode end anyway, so the
-        window stops there); an agent transition steps +1 row in its own env column, wrapping around the ring.
+        A demonstration steps +1 in the flat demonstration stream: the last demonstration transition ends an episode,
+        so steps read past it (into the agent region, which always has ``n_steps + 1`` rows) are always masked.
+        An agent transition steps +1 row in its own env column, wrapping around the ring.
 
         :param indices: flat buffer indices, shape ``[B]``
         :param is_demo: which of them are demonstrations, shape ``[B]``
@@ -473,15 +474,14 @@ class DQfDReplayBuffer(ReplayBuffer):
         """
         n_demos, n_envs = self._n_demonstrations, self.n_envs
         if is_demo.all():
-            return np.minimum(indices[:, None] + self._steps, n_demos - 1), None
+            return indices[:, None] + self._steps, None
         offset = indices - n_demos
         rows = offset // n_envs
         window_rows = (rows[:, None] + self._steps) % self.buffer_size  # [B, n]
         window = n_demos + window_rows * n_envs + (offset - rows * n_envs)[:, None]
         newest = window_rows == (self.pos - 1) % self.buffer_size
         if is_demo.any():
-            demo_window = np.minimum(indices[:, None] + self._steps, n_demos - 1)
-            window = np.where(is_demo[:, None], demo_window, window)
+            window = np.where(is_demo[:, None], indices[:, None] + self._steps, window)
             newest &= ~is_demo[:, None]
         return window, newest
 
