@@ -324,6 +324,20 @@ def text_file(tmp_path: Path) -> Path:
     return tmp_path / "notes.npz"
 
 
+def plain_zip(tmp_path: Path) -> Path:
+    with zipfile.ZipFile(tmp_path / "plain.zip", "w") as archive:
+        archive.writestr("obs", "not an array")
+    return tmp_path / "plain.zip"
+
+
+def corrupted_npz(tmp_path: Path) -> Path:
+    np.savez(tmp_path / "corrupted.npz", obs=np.arange(1000.0))
+    content = bytearray((tmp_path / "corrupted.npz").read_bytes())
+    content[200:260] = b"x" * 60  # inside the compressed member: the CRC check fails
+    (tmp_path / "corrupted.npz").write_bytes(bytes(content))
+    return tmp_path / "corrupted.npz"
+
+
 def npy_file(tmp_path: Path) -> Path:
     np.save(tmp_path / "array.npy", np.zeros(3))
     return tmp_path / "array.npy"
@@ -434,6 +448,8 @@ BAD_INPUTS = [
     ),
     pytest.param(text_file, None, ValueError, "notes.npz: not a .npz archive", id="not an archive"),
     pytest.param(npy_file, None, ValueError, "array.npy: not a .npz archive", id="a .npy file"),
+    pytest.param(plain_zip, None, ValueError, "plain.zip: member 'obs' of the archive is not a numpy array", id="plain zip"),
+    pytest.param(corrupted_npz, None, ValueError, "corrupted.npz: the .npz archive cannot be read", id="corrupted archive"),
     pytest.param(
         npz_file(foo=np.zeros(3)), None, ValueError, r"unknown .npz layout with keys \['foo'\]", id="unknown npz layout"
     ),

@@ -24,6 +24,7 @@ import json
 import os
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -563,12 +564,16 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             for key in archive.files:
                 try:
                     arrays[key] = archive[key]
-                except ValueError as error:  # object arrays: "Object arrays cannot be loaded when allow_pickle=False"
+                except ValueError as error:
+                    if "allow_pickle" not in str(error):  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
+                        raise
                     raise ValueError(
                         f"{path}: key {key!r} holds Python objects that would need pickle to load; "
                         "refusing to unpickle (demonstration files must hold plain numeric arrays)"
                     ) from error
-    except (OSError, zipfile.BadZipFile) as error:
+                if not isinstance(arrays[key], np.ndarray):  # numpy returns the raw bytes of non-.npy members
+                    raise ValueError(f"{path}: member {key!r} of the archive is not a numpy array")
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise ValueError(f"{path}: the .npz archive cannot be read ({error})") from error
     return arrays
 
@@ -591,7 +596,9 @@ def _episodes_from_npz(data: Mapping[str, np.ndarray], where: str) -> list[Episo
     _require(data, keys, where, "sb3_dqfd")
     version = data["format_version"]
     if version.shape != () or version.dtype.kind not in "iu" or not 1 <= version <= NPZ_FORMAT_VERSION:
-        raise ValueError(f"{where}: format_version {version.tolist()} is not supported (this version reads 1..{NPZ_FORMAT_VERSION})")
+        raise ValueError(
+            f"{where}: format_version {version.tolist()} is not supported (this version reads 1..{NPZ_FORMAT_VERSION})"
+        )
     lengths = data["episode_lengths"]
     n_episodes = len(lengths)
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or n_episodes == 0:
