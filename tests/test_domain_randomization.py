@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_dqfd.wrappers import (
+    PRESETS,
     AttributeTarget,
     CallableTarget,
     DomainRandomization,
@@ -349,3 +350,21 @@ def test_invalid_wrapper_arguments() -> None:
     env.reset(seed=0)
     np.testing.assert_array_equal(env.unwrapped.vector, [1.0, 5.0, 3.0])
     assert env.unwrapped.a == 3.5
+
+
+@pytest.mark.parametrize(
+    "preset, env_id",
+    [
+        ("cartpole", "CartPole-v1"),
+        ("lunar_lander", "LunarLander-v3"),
+        ("mujoco_locomotion", "Walker2d-v5"),
+        ("walker2d_reward", "Walker2d-v5"),
+        ("walker2d_reward_retrain", "Walker2d-v5"),
+    ],
+)
+def test_presets_as_wrapper_class(preset: str, env_id: str) -> None:
+    venv = make_vec_env(env_id, n_envs=2, seed=0, wrapper_class=PRESETS[preset])
+    venv.reset()
+    draws = [info["domain_randomization"] for info in venv.reset_infos]
+    assert draws[0] and draws[0] != draws[1]
+    venv.step(np.array([venv.action_space.sample() for _ in range(2)]))

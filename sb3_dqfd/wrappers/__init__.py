@@ -7,7 +7,13 @@ from sb3_dqfd.wrappers.domain_randomization import (
     MujocoTarget,
     ParameterSpec,
 )
-from sb3_dqfd.wrappers.presets import cartpole_specs, lunar_lander_specs, mujoco_locomotion_specs, walker2d_reward_specs
+from sb3_dqfd.wrappers.presets import (
+    PRESETS,
+    cartpole_specs,
+    lunar_lander_specs,
+    mujoco_locomotion_specs,
+    walker2d_reward_specs,
+)
 from sb3_dqfd.wrappers.reward_scaling import (
     FixedRewardTransform,
     RewardScaling,
@@ -18,6 +24,7 @@ from sb3_dqfd.wrappers.reward_scaling import (
 )
 
 __all__ = [
+    "PRESETS",
     "AttributeTarget",
     "CallableTarget",
     "DomainRandomization",

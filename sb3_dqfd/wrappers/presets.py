@@ -1,10 +1,14 @@
 """Ready-made :class:`~sb3_dqfd.wrappers.domain_randomization.ParameterSpec` lists for common environments."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sb3_dqfd.wrappers.domain_randomization import CallableTarget, MujocoTarget, ParameterSpec
+import gymnasium as gym
 
-__all__ = ["cartpole_specs", "lunar_lander_specs", "mujoco_locomotion_specs", "walker2d_reward_specs"]
+from sb3_dqfd.wrappers.domain_randomization import CallableTarget, DomainRandomization, MujocoTarget, ParameterSpec
+
+__all__ = ["PRESETS", "cartpole_specs", "lunar_lander_specs", "mujoco_locomotion_specs", "walker2d_reward_specs"]
 
 Range = tuple[float, float]
 
@@ -136,3 +140,28 @@ def cartpole_specs(masspole: Range | None = (0.5, 2.0), length: Range | None = (
         target = CallableTarget(_get_length, _set_length)
         specs.append(ParameterSpec("length", target, low=length[0], high=length[1], operation="scale"))
     return specs
+
+
+@dataclass(frozen=True)
+class _Preset:
+    """A ``wrapper_class`` for ``make_vec_env``: wraps an env in DomainRandomization with a preset's default specs."""
+
+    specs: Callable[[], list[ParameterSpec]]
+
+    def __call__(self, env: gym.Env) -> DomainRandomization:
+        return DomainRandomization(env, self.specs())
+
+
+def _walker2d_retrain_specs() -> list[ParameterSpec]:
+    return walker2d_reward_specs(retrain=True)
+
+
+#: Presets with their default ranges, by name, as ``env -> DomainRandomization`` callables (usable as
+#: ``make_vec_env(..., wrapper_class=PRESETS["lunar_lander"])`` and by the command line's ``--domain-randomization``)
+PRESETS: dict[str, Callable[[gym.Env], DomainRandomization]] = {
+    "cartpole": _Preset(cartpole_specs),
+    "lunar_lander": _Preset(lunar_lander_specs),
+    "mujoco_locomotion": _Preset(mujoco_locomotion_specs),
+    "walker2d_reward": _Preset(walker2d_reward_specs),
+    "walker2d_reward_retrain": _Preset(_walker2d_retrain_specs),
+}
