@@ -36,6 +36,8 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_dqfd.common.experts import get_expert
+
 #: Value of the ``format`` entry of the ``.npz`` files written by :func:`save_demonstrations`.
 NPZ_FORMAT = "sb3_dqfd.demonstrations"
 #: Version of that layout; :func:`load_demonstrations` reads this version and older ones.
@@ -368,9 +370,6 @@ def _as_policy(expert: Any, deterministic: bool) -> Callable[[Any, bool], Any]:
     :return: the acting function
     """
     if isinstance(expert, str):
-        # Imported here: experts.py is a leaf module users may not need
-        from sb3_dqfd.common.experts import get_expert
-
         expert = get_expert(expert)
     if hasattr(expert, "predict"):
         # Recurrent models (RecurrentPPO, TransformerA2C) need their state carried between steps
