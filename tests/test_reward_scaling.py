@@ -11,7 +11,7 @@ from gymnasium.wrappers import NormalizeReward, TimeLimit
 from stable_baselines3 import A2C, DQN
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_dqfd.wrappers import (
     RewardScaling,
@@ -218,6 +218,11 @@ def test_demonstration_transform_none_and_errors() -> None:
     different = DummyVecEnv([lambda: RewardScaling(RandomRewardEnv(), scale=0.1), lambda: RewardScaling(RandomRewardEnv())])
     with pytest.raises(ValueError, match="different"):
         demonstration_reward_transform(different)
+    scaled = make_vec_env(lambda: RewardScaling(RandomRewardEnv(), scale=0.1), n_envs=2)
+    with pytest.raises(ValueError, match="VecNormalize"):
+        demonstration_reward_transform(VecNormalize(scaled))
+    observation_only = VecNormalize(scaled, norm_reward=False)
+    assert demonstration_reward_transform(observation_only) is not None
     with pytest.raises(TypeError):
         demonstration_reward_transform("CartPole-v1")  # type: ignore[arg-type]
 

@@ -11,7 +11,7 @@ from gymnasium.core import ActType, ObsType
 from gymnasium.wrappers.utils import RunningMeanStd
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
 __all__ = [
     "FixedRewardTransform",
@@ -299,9 +299,17 @@ def demonstration_reward_transform(env: gym.Env | VecEnv) -> Callable[[np.ndarra
         the same :class:`RewardScaling` configuration)
     :return: a callable mapping an array of raw rewards to scaled rewards, identical to what the wrapper(s) apply
         (nested wrappers are composed, innermost first); None when ``env`` carries no RewardScaling
-    :raises ValueError: when a RewardScaling uses running normalization, whose divisor changes during training so
-        rewards stored once in a replay buffer would drift away from the agent's; or when sub-environments differ
+    :raises ValueError: when a RewardScaling (or SB3's ``VecNormalize(norm_reward=True)``) uses running
+        normalization, whose divisor changes during training so rewards stored once in a replay buffer would drift
+        away from the agent's; or when sub-environments differ
     """
+    vec_normalize = unwrap_vec_normalize(env) if isinstance(env, VecEnv) else None
+    if vec_normalize is not None and vec_normalize.norm_reward:
+        raise ValueError(
+            "The environment is wrapped in VecNormalize(norm_reward=True), a running normalization: demonstration "
+            "rewards stored once in the replay buffer would drift away from the agent's. Use norm_reward=False and a "
+            "fixed RewardScaling instead."
+        )
     chains = _chain_states(env)
     if any(chain != chains[0] for chain in chains):
         raise ValueError("The sub-environments carry different RewardScaling configurations: one transform cannot serve all")
