@@ -48,6 +48,15 @@ _EPISODE_DICT_KEYS = ("observations", "actions", "rewards", "terminated", "trunc
 _NUMERIC_KINDS = "biuf"  # bool, signed int, unsigned int, float
 
 
+class DemonstrationsNotFoundError(FileNotFoundError, ValueError):
+    """
+    A demonstrations path that does not exist.
+
+    Both a ``FileNotFoundError`` (what ``open`` and ``np.load`` raise) and a ``ValueError`` (what every other bad
+    demonstrations input raises), so either ``except`` catches it.
+    """
+
+
 @dataclass(frozen=True)
 class Episode:
     """
@@ -783,17 +792,18 @@ def _read_path(path: Path, where: str) -> tuple[list[Episode], spaces.Space | No
     if path.exists():
         raise ValueError(f"{where}: not a file (a directory?): expected a .npz file or a local Minari dataset id")
     if path.suffix.lower() == ".npz":
-        raise FileNotFoundError(f"{where}: no such file")
+        raise DemonstrationsNotFoundError(f"{where}: no such file")
     try:
         import minari
     except ImportError:
-        raise FileNotFoundError(
+        raise DemonstrationsNotFoundError(
             f"{where}: no such file (minari is not installed, so it was not tried as a Minari dataset id)"
         ) from None
     try:
         dataset = minari.load_dataset(str(path), download=False)
     except (FileNotFoundError, ValueError) as error:
-        raise FileNotFoundError(f"{where}: no such file, nor a local Minari dataset with that id ({error})") from None
+        message = f"{where}: no such file, nor a local Minari dataset with that id ({error})"
+        raise DemonstrationsNotFoundError(message) from None
     return _episodes_from_minari(dataset, where), dataset.observation_space, dataset.action_space
 
 
@@ -813,7 +823,7 @@ def load_demonstrations(source: Any, env: str | gym.Env | VecEnv | None = None) 
         spaces and conformed to them (dtypes normalized), and the result carries them. Without it, the spaces stored
         in the source are used if it has any (our ``.npz``, Minari, :class:`Demonstrations`).
     :return: the validated demonstrations
-    :raises FileNotFoundError: ``source`` is a path that does not exist and no local Minari dataset has that id
+    :raises DemonstrationsNotFoundError: ``source`` is a path that does not exist and no local Minari dataset has that id
     :raises ValueError: malformed data (missing key, lengths that disagree, NaN/inf, values outside the spaces,
         no episode or an empty one, unknown format, arrays that would need pickle); the message says where
     :raises TypeError: a source or a dtype of the wrong kind
