@@ -85,7 +85,8 @@ def make_env(env_id: str, n_envs: int, seed: int, domain_randomization: str | No
 
 def demonstrations_from_arg(spec: str, env_id: str, seed: int) -> Demonstrations:
     """
-    :param spec: ``expert:N`` to record N episodes with the built-in expert of ``env_id``, or the path of a file
+    :param spec: ``expert:N`` to record N episodes with the built-in expert of ``env_id``, or anything
+    :func:`~sb3_dqfd.common.demonstrations.load_demonstrations` takes as a string (a file, a local Minari dataset id)
     :param env_id: the environment the demonstrations are for
     :param seed: seed of the recording
     :return: the demonstrations, validated against the environment
@@ -95,8 +96,6 @@ def demonstrations_from_arg(spec: str, env_id: str, seed: int) -> Demonstrations
         if not count.isdigit() or int(count) < 1:
             raise UsageError(f"--demos {spec!r}: expected expert:N with N a positive whole number of episodes")
         return record_demonstrations(env_id, env_id, n_episodes=int(count), seed=seed)
-    if not Path(spec).exists():
-        raise UsageError(f"--demos {spec!r}: no such file (give a path or expert:N)")
     return load_demonstrations(spec, env=env_id)
 
 
