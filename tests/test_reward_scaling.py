@@ -210,8 +210,11 @@ def test_demonstration_transform_none_and_errors() -> None:
     assert demonstration_reward_transform(make_vec_env(lambda: RandomRewardEnv(), n_envs=2)) is None
     with pytest.raises(ValueError, match="running normalization"):
         demonstration_reward_transform(RewardScaling(RandomRewardEnv(), normalize=True))
+    normalized = make_vec_env(lambda: RewardScaling(RandomRewardEnv(), normalize=True), n_envs=2, seed=0)
+    normalized.reset()
+    normalized.step(np.zeros(2, dtype=np.int64))  # the sub-envs' statistics now differ; their configuration does not
     with pytest.raises(ValueError, match="running normalization"):
-        demonstration_reward_transform(make_vec_env(lambda: RewardScaling(RandomRewardEnv(), normalize=True), n_envs=2))
+        demonstration_reward_transform(normalized)
     mixed = DummyVecEnv([lambda: RewardScaling(RandomRewardEnv(), scale=0.1), lambda: RandomRewardEnv()])
     with pytest.raises(ValueError, match="some sub-environments"):
         demonstration_reward_transform(mixed)

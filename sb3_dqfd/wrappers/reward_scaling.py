@@ -310,7 +310,8 @@ def demonstration_reward_transform(env: gym.Env | VecEnv) -> Callable[[np.ndarra
             "rewards stored once in the replay buffer would drift away from the agent's. Use norm_reward=False and a "
             "fixed RewardScaling instead."
         )
-    chains = _chain_states(env)
+    # Compare configurations only: running statistics legitimately differ between sub-environments
+    chains = [[{key: state[key] for key in _CONFIG_KEYS} for state in chain] for chain in _chain_states(env)]
     if any(chain != chains[0] for chain in chains):
         raise ValueError("The sub-environments carry different RewardScaling configurations: one transform cannot serve all")
     if not chains[0]:
