@@ -383,37 +383,31 @@ class DQfDReplayBuffer(ReplayBuffer):
 
     def _sample_prioritized(self, tree: SumTree, parts: list[tuple[tuple[int, int], int]]) -> tuple[np.ndarray, np.ndarray]:
         """
-        Stratified proportional sampling of ``count`` rows from each index range ``[start, stop)``, one tree search
-        for the whole batch.
+        Stratified proportional sampling of ``count`` rows from each index range ``[start, stop)``.
 
         :param tree: the priorities
         :param parts: ``((start, stop), count)`` for each range
         :return: indices ``[B]`` and importance weights ``[B]``, normalized by the largest weight within each range
         """
-        starts = np.array([start for (start, _), _ in parts])
-        stops = np.array([stop for (_, stop), _ in parts])
-        counts = np.array([count for _, count in parts])
-        offsets = np.array([tree.range_sum(0, start) for start in starts])
-        masses = np.array([tree.range_sum(start, stop) for start, stop in zip(starts, stops, strict=True)])
-        min_priorities = np.array([tree.range_min(start, stop) for start, stop in zip(starts, stops, strict=True)])
-        low, high = np.repeat(starts, counts), np.repeat(stops - 1, counts)
-        uniform = np.repeat(~(masses > 0), counts)
-        if uniform.all():
-            return np.random.randint(low, high + 1), np.ones(len(low))
-        # Row r of a part is drawn uniformly in the r-th of `count` equal segments of the part's priority mass
-        segment = np.arange(len(low)) - np.repeat(np.cumsum(counts) - counts, counts)
-        prefix_sums = np.repeat(offsets, counts) + (segment + np.random.random_sample(len(low))) * np.repeat(
-            masses / counts, counts
-        )
-        # Float rounding at a range edge could step into the neighbouring range: clip (exact part counts)
-        indices = np.clip(tree.find(prefix_sums), low, high)
-        # w_i = (N P(i))^-beta / max_j (N P(j))^-beta = (p_i / p_min)^-beta, <= 1 since p_i >= p_min
-        weights = np.minimum((tree[indices] / np.repeat(min_priorities, counts)) ** -self.beta, 1.0)
-        if uniform.any():
-            # A range whose priorities are all zero (eps = 0 and zero TD errors) has no preference: uniform there
-            indices[uniform] = np.random.randint(low[uniform], high[uniform] + 1)
-            weights[uniform] = 1.0
-        return indices, weights
+        indices, weights = [], []
+        for (start, stop), count in parts:
+            mass = tree.range_sum(start, stop)
+            if not mass > 0:
+                # Every priority of the range is zero (eps = 0 and zero TD errors): no preference, sample uniformly
+                indices.append(np.random.randint(start, stop, size=count))
+                weights.append(np.ones(count))
+                continue
+            offset = tree.range_sum(0, start) if start > 0 else 0.0
+            # Row r is drawn uniformly in the r-th of `count` equal segments of the range's priority mass
+            prefix_sums = offset + (np.arange(count) + np.random.random_sample(count)) * (mass / count)
+            # Float rounding at a range edge could step into the neighbouring range: clip (exact part counts)
+            part_indices = np.clip(tree.find(prefix_sums), start, stop - 1)
+            indices.append(part_indices)
+            # w_i = (N P(i))^-beta / max_j (N P(j))^-beta = (p_i / p_min)^-beta, <= 1 since p_i >= p_min
+            weights.append(np.minimum((tree[part_indices] / tree.range_min(start, stop)) ** -self.beta, 1.0))
+        if len(parts) == 1:
+            return indices[0], weights[0]
+        return np.concatenate(indices), np.concatenate(weights)
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         """
