@@ -1,0 +1,194 @@
+"""rl-zoo3 integration: registration, Optuna samplers, shipped hyperparameter files, and rl-zoo3's scripts on ours."""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import optuna
+import pytest
+import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1)
+import yaml
+from rl_zoo3 import hyperparams_opt, utils
+
+from sb3_dqfd.common.demonstrations import record_demonstrations, save_demonstrations
+from sb3_dqfd.common.hyperparams import load_hyperparameters
+from sb3_dqfd.dqfd.dqfd import DQfD
+from sb3_dqfd.transformer_a2c.transformer_a2c import TransformerA2C
+from sb3_dqfd.zoo import (
+    HYPERPARAMS_DIR,
+    convert_dqfd_params,
+    convert_transformer_a2c_params,
+    read_zoo_entry,
+    register_algorithms,
+    sample_dqfd_params,
+    sample_transformer_a2c_params,
+)
+from sb3_dqfd.zoo.cli import main as zoo_main
+
+SHIPPED = {
+    "dqfd": (DQfD, ["CartPole-v1", "MountainCar-v0", "LunarLander-v3"]),
+    "transformer_a2c": (TransformerA2C, ["CartPoleNoVel-v1", "Walker2d-v5"]),
+}
+# Keys rl-zoo3 passes through eval() when they are strings: ours must be plain mappings
+EVALUATED_KEYS = ("policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs", "monitor_kwargs", "normalize")
+
+
+def _record(env_id: str, path: Path, episodes: int = 1) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_demonstrations(record_demonstrations(env_id, env_id, n_episodes=episodes, seed=0), path)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with the CartPole demonstrations the shipped YAML points to."""
+    _record("CartPole-v1", tmp_path / "demos" / "cartpole_expert_5.npz", episodes=2)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_registration_puts_our_algorithms_in_rl_zoo3_tables() -> None:
+    register_algorithms()
+    register_algorithms()  # idempotent
+    assert utils.ALGOS["dqfd"] is DQfD
+    assert utils.ALGOS["transformer_a2c"] is TransformerA2C
+    assert hyperparams_opt.HYPERPARAMS_SAMPLER["dqfd"] is sample_dqfd_params
+    assert hyperparams_opt.HYPERPARAMS_SAMPLER["transformer_a2c"] is sample_transformer_a2c_params
+    assert hyperparams_opt.HYPERPARAMS_CONVERTER["dqfd"] is convert_dqfd_params
+    assert utils.ALGOS["dqn"].__name__ == "DQN"  # rl-zoo3's own entries are kept
+
+
+def _sampled(sampler: Any, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:return: the hyperparameters a sampler returns for one random trial, and the trial's raw parameters"""
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+    hyperparams = sampler(trial, 1, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+    return hyperparams, trial.params
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dqfd_samples_build_valid_models_and_convert_back(seed: int) -> None:
+    hyperparams, params = _sampled(sample_dqfd_params, seed)
+    # The converter alone must rebuild the trial's hyperparameters: rl-zoo3's --trial-id and our best YAML rely on it
+    assert convert_dqfd_params(params) == hyperparams
+    assert hyperparams["gradient_steps"] == hyperparams["train_freq"]
+    demos = record_demonstrations("CartPole-v1", "CartPole-v1", n_episodes=1, seed=seed)
+    model = DQfD("MlpPolicy", "CartPole-v1", demonstrations=demos, buffer_size=2_000, **hyperparams)
+    assert model.margin == hyperparams["margin"]
+    assert model.n_steps == hyperparams["n_steps"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_transformer_a2c_samples_build_valid_models_and_convert_back(seed: int) -> None:
+    hyperparams, params = _sampled(sample_transformer_a2c_params, seed)
+    assert convert_transformer_a2c_params(params) == hyperparams
+    model = TransformerA2C("MlpPolicy", "CartPoleNoVel-v1", **hyperparams)
+    obs = model.env.reset()
+    actions, _ = model.predict(obs, episode_start=np.ones(1, dtype=bool))
+    assert model.env.action_space.contains(int(actions[0]))
+
+
+def test_shipped_files_are_plain_documented_and_readable_by_both_loaders(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for algo, (algorithm, env_ids) in SHIPPED.items():
+        path = HYPERPARAMS_DIR / f"{algo}.yml"
+        text = path.read_text()
+        assert "How these values were obtained" in text
+        content = yaml.safe_load(text)
+        assert sorted(content) == sorted(env_ids)
+        for env_id, entry in content.items():
+            assert env_id in gym.envs.registry
+            assert not any(isinstance(entry.get(key), str) for key in EVALUATED_KEYS), (path, env_id)
+            demos = entry.get("demonstrations")
+            if demos is not None:
+                Path(demos).parent.mkdir(parents=True, exist_ok=True)
+                Path(demos).touch()  # read_zoo_entry checks the path exists, not its content
+            assert read_zoo_entry(path, env_id, algorithm) == entry
+            # The lead's `sb3-dqfd train --hyperparams` reader accepts the same files
+            assert load_hyperparameters(path, env_id, algorithm)["n_timesteps"] == entry["n_timesteps"]
+
+
+@pytest.mark.parametrize("algo, env_id", [(algo, env_id) for algo, (_, env_ids) in SHIPPED.items() for env_id in env_ids])
+def test_shipped_entries_build_models(algo: str, env_id: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    algorithm = SHIPPED[algo][0]
+    hyperparams = load_hyperparameters(HYPERPARAMS_DIR / f"{algo}.yml", env_id, algorithm)
+    for key in ("n_timesteps", "n_envs"):
+        hyperparams.pop(key, None)
+    if "demonstrations" in hyperparams:
+        _record(env_id, Path(hyperparams["demonstrations"]))
+    hyperparams["buffer_size"] = 5_000 if algo == "dqfd" else None
+    hyperparams = {key: value for key, value in hyperparams.items() if value is not None}
+    model = algorithm(env=env_id, **hyperparams)
+    assert model.policy is not None
+
+
+def _zoo(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # rl-zoo3's scripts read sys.argv: restore it afterwards
+    status = zoo_main(list(argv))
+    return status, capsys.readouterr().err
+
+
+def test_rl_zoo3_train_enjoy_and_plots_with_dqfd(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    # The shipped YAML is used by default; -params overrides the long pre-training for the test
+    train = ["train", "--algo", "dqfd", "--env", "CartPole-v1", "-n", "300", "--eval-freq", "150", "--eval-episodes", "2"]
+    assert _zoo(capsys, monkeypatch, *train, "-f", "logs", "--seed", "3", "-params", "pretrain_steps:50")[0] == 0
+    run = workdir / "logs" / "dqfd" / "CartPole-v1_1"
+    model = DQfD.load(run / "CartPole-v1.zip", device="cpu")
+    assert model.num_timesteps == 300
+    assert model.pretrain_steps == 50
+    assert yaml.safe_load(
+        (run / "CartPole-v1" / "config.yml").read_text().replace("!!python/object/apply:collections.OrderedDict", "")
+    )
+    evaluations = np.load(run / "evaluations.npz")
+    assert list(evaluations["timesteps"]) == [150, 300]
+
+    assert (
+        _zoo(capsys, monkeypatch, "enjoy", "--algo", "dqfd", "--env", "CartPole-v1", "-f", "logs", "--no-render", "-n", "50")[
+            0
+        ]
+        == 0
+    )
+    all_plots = ["all_plots", "-a", "dqfd", "-e", "CartPole-v1", "-f", "logs", "-o", "results", "--no-display"]
+    assert _zoo(capsys, monkeypatch, *all_plots)[0] == 0
+    assert Path("results.pkl").is_file()
+
+
+def test_rl_zoo3_train_and_enjoy_with_transformer_a2c(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train = ["train", "--algo", "transformer_a2c", "--env", "CartPoleNoVel-v1", "-n", "256", "--eval-freq", "-1"]
+    assert _zoo(capsys, monkeypatch, *train, "-f", "logs", "--seed", "0")[0] == 0
+    model = TransformerA2C.load(workdir / "logs" / "transformer_a2c" / "CartPoleNoVel-v1_1" / "CartPoleNoVel-v1.zip")
+    assert model.policy_kwargs["context_len"] == 16
+    enjoy = ["enjoy", "--algo", "transformer_a2c", "--env", "CartPoleNoVel-v1", "-f", "logs", "--no-render", "-n", "50"]
+    assert _zoo(capsys, monkeypatch, *enjoy)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "--algo", "dqfq", "--env", "CartPole-v1"], "unknown algorithm 'dqfq'"),
+        (["train", "--algo", "dqfd", "--env", "CartPole-v9"], "unknown environment 'CartPole-v9' (did you mean CartPole-v1"),
+        (
+            ["train", "--algo", "dqfd", "--env", "CartPole-v1", "-params", "marginn:1"],
+            "unknown hyperparameters for DQfD: marginn",
+        ),
+        (
+            ["train", "--algo", "dqfd", "--env", "CartPole-v1", "--conf-file", "bad.yml"],
+            "unknown hyperparameters for DQfD: gama",
+        ),
+        (["fly"], "expected a script (train, enjoy"),
+    ],
+)
+def test_zoo_bad_input_is_one_line_and_exit_2(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: str
+) -> None:
+    Path("bad.yml").write_text(yaml.safe_dump({"CartPole-v1": {"n_timesteps": 100, "policy": "MlpPolicy", "gama": 0.9}}))
+    status, err = _zoo(capsys, monkeypatch, *argv)
+    assert status == 2
+    assert err.count("\n") == 1, err
+    assert expected in err
