@@ -43,12 +43,14 @@ class DQfDReplayBuffer(ReplayBuffer):
     agent transitions in a FIFO ring, 1-step and n-step targets from the same sampled rows, proportional prioritized
     replay (Schaul et al., 2016, https://arxiv.org/abs/1511.05952) over both with a priority bonus for demonstrations.
 
-    Layout: one flat storage of ``buffer_size`` transitions indexed ``0 .. N-1``. Indices ``[0, n_demonstrations)``
+    Layout: one flat storage of (at most) ``buffer_size`` transitions. Indices ``[0, n_demonstrations)``
     hold the demonstrations, laid end to end in episode order; the rest is the agent ring with SB3's layout
     ``[row, env]``: agent transition ``(row, env)`` has index ``n_demonstrations + row * n_envs + env``. The SB3
     attributes ``observations``, ``next_observations``, ``actions``, ``rewards``, ``dones``, ``timeouts`` are views of
     the agent region with shape ``[buffer_size, n_envs, ...]``; ``pos``, ``full`` and ``buffer_size`` (rows per env)
     describe the agent ring exactly as in SB3. Each observation is stored twice (obs and next obs), as SB3 does.
+    :meth:`size` counts transitions (demonstrations and every env column). The demonstrations must leave the agent
+    at least ``n_steps + 1`` rows: ``buffer_size >= n_demonstrations + n_envs * (n_steps + 1)``.
 
     n-step windows are computed at sample time (as SB3's ``NStepReplayBuffer``), vectorized over ``[B, n]`` index
     arrays. A window starting at ``t`` keeps steps ``t .. t+k-1`` and stops after the first step that
@@ -80,9 +82,10 @@ class DQfDReplayBuffer(ReplayBuffer):
     :param beta: importance-sampling exponent (0: no correction); the algorithm anneals it to 1
     :param agent_eps: ``eps_a`` added to ``|delta|`` for agent transitions
     :param demo_eps: ``eps_d`` added to ``|delta|`` for demonstration transitions (the demonstration bonus)
-    :param demo_ratio: if set, each batch holds exactly ``round(demo_ratio * batch_size)`` demonstration rows and the
-        rest agent rows (Ape-X DQfD, R2D3), each part sampled by its own priorities (or uniformly); if ``None``, one
-        distribution over all transitions and the priorities set the mix (the paper)
+    :param demo_ratio: if set, each batch holds exactly ``round(demo_ratio * batch_size)`` (Python's ``round``)
+        demonstration rows and the rest agent rows (Ape-X DQfD, R2D3), each part sampled by its own priorities (or
+        uniformly); all rows come from one part while the other is empty. If ``None``, one distribution over all
+        transitions, and the priorities set the mix (the paper)
     """
 
     observations: np.ndarray
@@ -391,7 +394,9 @@ class DQfDReplayBuffer(ReplayBuffer):
         """
         indices, weights = [], []
         for (start, stop), count in parts:
-            mass = tree.range_sum(start, stop)
+            # Leaves past size() (agent slots never written) have priority zero: the whole stored range is the tree
+            whole = start == 0 and stop == self.size()
+            mass = tree.total if whole else tree.range_sum(start, stop)
             if not mass > 0:
                 # Every priority of the range is zero (eps = 0 and zero TD errors): no preference, sample uniformly
                 indices.append(np.random.randint(start, stop, size=count))
@@ -404,7 +409,8 @@ class DQfDReplayBuffer(ReplayBuffer):
             part_indices = np.clip(tree.find(prefix_sums), start, stop - 1)
             indices.append(part_indices)
             # w_i = (N P(i))^-beta / max_j (N P(j))^-beta = (p_i / p_min)^-beta, <= 1 since p_i >= p_min
-            weights.append(np.minimum((tree[part_indices] / tree.range_min(start, stop)) ** -self.beta, 1.0))
+            min_priority = tree.min if whole else tree.range_min(start, stop)
+            weights.append(np.minimum((tree[part_indices] / min_priority) ** -self.beta, 1.0))
         if len(parts) == 1:
             return indices[0], weights[0]
         return np.concatenate(indices), np.concatenate(weights)
