@@ -34,7 +34,10 @@ class TransformerA2C(OnPolicyAlgorithm):
     https://arxiv.org/abs/1602.07714): the GAE returns are standardized with a running mean/std (debiased EMA with
     step ``value_norm_beta``, updated once per rollout, the value head rescaled so its values are preserved) and the
     advantages are divided by the same std. Losses then keep an O(1) scale whatever the reward scale, which is what a
-    shared actor-critic encoder with gradient clipping needs.
+    shared actor-critic encoder with gradient clipping needs. The policy also standardizes observations with running
+    statistics by default (``policy_kwargs=dict(normalize_observations=False)`` to turn it off), updated after each
+    gradient step so that a rollout is read with the same statistics at collection and at training time; both sets
+    of statistics are saved with the model.
 
     :param policy: The policy model to use ("MlpPolicy" or a ``TransformerActorCriticPolicy`` subclass)
     :param env: The environment to learn from (if registered in Gym, can be str)
