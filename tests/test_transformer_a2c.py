@@ -296,7 +296,12 @@ def test_single_observation_predict():
 
 
 def test_subproc_vec_env():
-    env = make_vec_env(lambda: CartPoleNoVel(gym.make("CartPole-v1")), n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, vec_env_kwargs=dict(start_method="fork")
+    env = make_vec_env(
+        lambda: CartPoleNoVel(gym.make("CartPole-v1")),
+        n_envs=2,
+        seed=0,
+        vec_env_cls=SubprocVecEnv,
+        vec_env_kwargs=dict(start_method="fork"),
     )
     try:
         model = TransformerA2C("MlpPolicy", env, n_steps=4, policy_kwargs=dict(context_len=4)).learn(64)
