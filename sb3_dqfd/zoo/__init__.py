@@ -1,9 +1,11 @@
 """
 rl-zoo3 and Optuna integration: our algorithms in rl-zoo3's tables, their Optuna search spaces, and ``tune``.
 
-Needs the ``zoo`` extra (``pip install sb3-dqfd[zoo]``: rl-zoo3, Optuna, and a database driver for shared studies).
+Needs the ``zoo`` extra (``pip install sb3-dqfd[zoo]``: rl-zoo3, Optuna, and a database driver for shared studies)
+when used; importing this package does not (so a command line can offer ``tune`` and explain what is missing).
 """
 
+from sb3_dqfd.zoo.command import add_tune_subcommand, run_tune_command, tune_main
 from sb3_dqfd.zoo.registration import HYPERPARAMS_DIR, ZooError, read_zoo_entry, register_algorithms
 from sb3_dqfd.zoo.samplers import (
     convert_dqfd_params,
@@ -11,7 +13,6 @@ from sb3_dqfd.zoo.samplers import (
     sample_dqfd_params,
     sample_transformer_a2c_params,
 )
-from sb3_dqfd.zoo.tune import add_tune_subcommand, run_tune, tune_main
 
 __all__ = [
     "HYPERPARAMS_DIR",
@@ -21,7 +22,7 @@ __all__ = [
     "convert_transformer_a2c_params",
     "read_zoo_entry",
     "register_algorithms",
-    "run_tune",
+    "run_tune_command",
     "sample_dqfd_params",
     "sample_transformer_a2c_params",
     "tune_main",

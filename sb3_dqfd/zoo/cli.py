@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from sb3_dqfd.common.hyperparams import RUN_KEYS
+from sb3_dqfd.zoo.command import tune_main
 from sb3_dqfd.zoo.registration import (
     ZOO_KEYS,
     ZOO_NAMES,
@@ -24,7 +25,6 @@ from sb3_dqfd.zoo.registration import (
     read_zoo_entry,
     register_algorithms,
 )
-from sb3_dqfd.zoo.tune import tune_main
 
 SCRIPTS = ("train", "enjoy", "plot_train", "plot_from_file", "all_plots", "tune")
 
@@ -89,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     script, rest = argv[0], argv[1:]
     if script == "tune":
         return tune_main(rest)
-    register_algorithms()
     try:
+        register_algorithms()
         if script == "train":
             rest = check_train_arguments(rest)
     except ZooError as error:

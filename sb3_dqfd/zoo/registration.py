@@ -50,7 +50,10 @@ def register_algorithms() -> None:
     ``HYPERPARAMS_CONVERTER`` when it runs, so updating these dicts in place before ``rl_zoo3.train.train()`` (or an
     ``ExperimentManager``) is enough. Idempotent.
     """
-    from rl_zoo3 import hyperparams_opt, utils
+    try:
+        from rl_zoo3 import hyperparams_opt, utils
+    except ImportError as error:
+        raise ZooError(f"the rl-zoo3 integration needs rl-zoo3: pip install 'sb3-dqfd[zoo]' (missing: {error.name})") from None
 
     # Imported here so that `import sb3_dqfd.zoo` stays light and rl-zoo3 is only needed when used
     from sb3_dqfd.dqfd.dqfd import DQfD

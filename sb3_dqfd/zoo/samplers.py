@@ -1,8 +1,9 @@
 """Optuna search spaces for DQfD and TransformerA2C, in rl-zoo3's sampler/converter convention."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
+if TYPE_CHECKING:  # Optuna is only needed when rl-zoo3 calls the samplers, with a trial
+    import optuna
 
 # Named network sizes, as rl-zoo3's samplers: a categorical over short names keeps the study readable
 NET_ARCHS: dict[str, list[int]] = {"small": [64, 64], "medium": [256, 256]}
@@ -27,7 +28,7 @@ def convert_dqfd_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     return hyperparams
 
 
-def sample_dqfd_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+def sample_dqfd_params(trial: "optuna.Trial", n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """
     Search space of DQfD (Hester et al. 2018, https://arxiv.org/abs/1704.03732): the DQN knobs and DQfD's own.
 
@@ -79,7 +80,7 @@ def convert_transformer_a2c_params(sampled_params: dict[str, Any]) -> dict[str, 
     return hyperparams
 
 
-def sample_transformer_a2c_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+def sample_transformer_a2c_params(trial: "optuna.Trial", n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """
     Search space of TransformerA2C: A2C's knobs and the shape of the causal transformer over the last steps.
 

@@ -1,5 +1,5 @@
 """
-``sb3-dqfd tune``: Optuna hyperparameter search through rl-zoo3's experiment manager, shareable across machines.
+The engine of ``sb3-dqfd tune``: Optuna search through rl-zoo3's experiment manager, shareable across machines.
 
 rl-zoo3 builds the environments, the model and the pruned evaluation of each trial (``ExperimentManager.objective``);
 Optuna samples, prunes and keeps the study. Several worker processes, on one machine or many, that are given the
@@ -26,6 +26,9 @@ from optuna.samplers import BaseSampler, PartialFixedSampler, RandomSampler
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from rl_zoo3.exp_manager import ExperimentManager
+from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+from stable_baselines3.common.utils import set_random_seed
 
 from sb3_dqfd.zoo.registration import ZooError, algorithm_class, check_env_id, default_config, read_zoo_entry
 
@@ -33,68 +36,6 @@ from sb3_dqfd.zoo.registration import ZooError, algorithm_class, check_env_id, d
 _COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
 # rl-zoo3 passes these to every sampler; only its HER-aware samplers read them
 _SAMPLER_ARGS = {"using_her_replay_buffer": False, "her_kwargs": {}}
-
-
-def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
-    """
-    Add the options of ``tune`` to ``parser``.
-
-    :param parser: the parser of the ``tune`` command
-    """
-    parser.add_argument("algo", help="algorithm: dqfd, transformer_a2c, or any rl-zoo3 algorithm (dqn, a2c, ppo, ...)")
-    parser.add_argument("--env", required=True, help="environment id, e.g. CartPole-v1 (rl-zoo3's CartPoleNoVel-v1 too)")
-    parser.add_argument(
-        "--conf-file", help="rl-zoo3 hyperparameter YAML whose entry for --env holds the fixed settings (default: ours)"
-    )
-    parser.add_argument("--n-trials", type=int, default=50, help="trials run by THIS worker")
-    parser.add_argument(
-        "--max-total-trials", type=int, help="stop every worker once the study holds this many trials (all workers)"
-    )
-    parser.add_argument("--n-jobs", type=int, default=1, help="trials run in parallel threads by this worker")
-    parser.add_argument(
-        "--storage",
-        help="Optuna storage shared by all workers: an RDB URL (postgresql://user:password@host:5432/db, "
-        "mysql+pymysql://..., sqlite:///study.db) or a journal file path ending in .log (default: in memory)",
-    )
-    parser.add_argument("--study-name", help="study to create or join (default: <algo>-<env>)")
-    parser.add_argument("--sampler", choices=["tpe", "random"], default="tpe")
-    parser.add_argument("--pruner", choices=["median", "halving", "none"], default="median")
-    parser.add_argument("--n-startup-trials", type=int, default=5, help="random trials before TPE and pruning start")
-    parser.add_argument("--n-timesteps", type=int, help="environment steps per trial (default: n_timesteps of the YAML)")
-    parser.add_argument("--n-evaluations", type=int, default=5, help="evaluations per trial (pruning points)")
-    parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation")
-    parser.add_argument(
-        "--fix",
-        nargs="+",
-        default=[],
-        metavar="NAME=VALUE",
-        help="fix sampled parameters (Optuna PartialFixedSampler), e.g. --fix pretrain_steps=1000 demo_ratio=null",
-    )
-    parser.add_argument("--seed", type=int, help="seed of the sampler and the environments (default: random per worker)")
-    parser.add_argument("--num-threads", type=int, default=1, help="torch threads (-1: torch's default)")
-    parser.add_argument("--device", default="auto", help="torch device of the trials")
-    parser.add_argument("--log-folder", default="logs/tune", help="rl-zoo3's log folder")
-    parser.add_argument("--output", help="YAML file for the best hyperparameters (default: <log-folder>/<study>.yml)")
-    parser.add_argument("--verbose", type=int, default=1, help="0: only errors and the summary, 1: each trial")
-
-
-def add_tune_subcommand(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    """
-    Add the ``tune`` command to a command line's subcommands; it runs :func:`run_tune` and raises
-    :class:`~sb3_dqfd.zoo.registration.ZooError` (a ``ValueError``) on bad input.
-
-    :param subparsers: the object returned by ``parser.add_subparsers()``
-    :return: the ``tune`` parser
-    """
-    parser = subparsers.add_parser(
-        "tune",
-        help="Optuna hyperparameter search via rl-zoo3, shareable across machines with --storage",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_tune_arguments(parser)
-    parser.set_defaults(func=run_tune)
-    return parser
 
 
 def _safe_url(url: str) -> str:
@@ -185,8 +126,6 @@ def check_fixed_params(algo: str, fixed: dict[str, Any]) -> None:
     :param algo: an algorithm with a sampler in rl-zoo3's table
     :param fixed: the fixed raw parameters
     """
-    from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
-
     if algo not in HYPERPARAMS_SAMPLER:
         tunable = ", ".join(sorted(HYPERPARAMS_SAMPLER))
         raise ZooError(f"algorithm {algo!r} has no Optuna sampler in rl-zoo3 (tunable: {tunable})")
@@ -208,7 +147,7 @@ def check_fixed_params(algo: str, fixed: dict[str, Any]) -> None:
             raise ZooError(f"--fix {name}={value!r}: expected a number for {distribution}")
 
 
-def _make_sampler(exp_manager: Any, args: argparse.Namespace, fixed: dict[str, Any]) -> BaseSampler:
+def _make_sampler(exp_manager: ExperimentManager, args: argparse.Namespace, fixed: dict[str, Any]) -> BaseSampler:
     """:return: rl-zoo3's sampler for ``args.sampler`` (TPE multivariate or random), with ``fixed`` params pinned"""
     sampler = exp_manager._create_sampler(args.sampler)
     if not fixed:
@@ -251,8 +190,6 @@ def best_hyperparameters(study: optuna.Study, algo: str, base_entry: dict[str, A
     :param base_entry: the raw YAML entry the study was run with
     :return: the entry, plain YAML data
     """
-    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
-
     entry = dict(base_entry)
     entry.update(HYPERPARAMS_CONVERTER[algo](study.best_trial.params))
     return {key: _yaml_value(value) for key, value in entry.items()}
@@ -304,9 +241,8 @@ def tune(args: argparse.Namespace) -> tuple[optuna.Study, dict[str, Any]]:
     :param args: the parsed options
     :return: the study (all workers' trials) and the raw YAML entry it tunes
     """
-    from rl_zoo3.exp_manager import ExperimentManager
-    from stable_baselines3.common.utils import set_random_seed
-
+    # `sb3-dqfd train` spells it transformer-a2c, rl-zoo3 transformer_a2c: accept both
+    args.algo = args.algo.replace("-", "_")
     algorithm = algorithm_class(args.algo)
     check_env_id(args.env)
     config = Path(args.conf_file) if args.conf_file else default_config(args.algo)
@@ -397,23 +333,3 @@ def run_tune(args: argparse.Namespace) -> None:
     print(f"Study {study.study_name!r}: {_state_counts(study)}")
     print(f"Best: trial #{best.number}, value {best.value:.2f}, params {best.params}")
     print(f"Best hyperparameters written to {output}")
-
-
-def tune_main(argv: Sequence[str] | None = None) -> int:
-    """
-    Standalone entry of ``tune`` (``python -m sb3_dqfd.zoo tune ...``).
-
-    :param argv: the arguments after ``tune`` (default: ``sys.argv[1:]``)
-    :return: the exit status: 0 on success, 2 on bad input (reported as one line, never a traceback)
-    """
-    parser = argparse.ArgumentParser(
-        prog="sb3-dqfd tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_tune_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        run_tune(args)
-    except ZooError as error:
-        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    return 0
