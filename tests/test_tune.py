@@ -1,18 +1,24 @@
 """`tune`: Optuna search through rl-zoo3 on a shared SQLite study, the best trial as YAML, and bad input."""
 
+import argparse
 import socket
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 import yaml
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from sb3_dqfd.common.demonstrations import record_demonstrations, save_demonstrations
 from sb3_dqfd.common.hyperparams import load_hyperparameters
 from sb3_dqfd.dqfd.dqfd import DQfD
-from sb3_dqfd.zoo import HYPERPARAMS_DIR, convert_dqfd_params, tune_main
+from sb3_dqfd.zoo import HYPERPARAMS_DIR, ZooError, convert_dqfd_params, run_tune_command, tune_main
 from sb3_dqfd.zoo.registration import read_zoo_entry
+from sb3_dqfd.zoo.tune import open_storage
 
 # Tiny trials: a few hundred environment steps, two evaluations (pruning points) of one episode
 TINY = ["--n-timesteps", "200", "--n-evaluations", "2", "--eval-episodes", "1", "--verbose", "0", "--seed", "0"]
@@ -141,3 +147,33 @@ def test_unreachable_database_is_one_line_without_the_password(workdir: Path, ca
     err = _one_error_line(*run_tune(capsys, "dqfd", "--env", "CartPole-v1", "--storage", url))
     assert err.startswith("sb3-dqfd tune: error: cannot open Optuna storage 'postgresql://optuna:***@127.0.0.1")
     assert "s3cret" not in err
+
+
+def test_journal_file_storage_for_workers_without_a_database(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["dqfd", "--env", "CartPole-v1", "--storage", "journal/study.log", "--n-trials", "1", *TINY, *FAST]
+    assert run_tune(capsys, *argv)[0] == 0
+    storage = optuna.storages.JournalStorage(JournalFileBackend("journal/study.log"))
+    assert len(optuna.load_study(study_name="dqfd-CartPole-v1", storage=storage).trials) == 1
+
+
+def test_workers_racing_to_create_the_tables_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(*args: Any, **kwargs: Any) -> optuna.storages.RDBStorage:
+        calls.append(args)
+        if len(calls) == 1:  # the other worker created the tables between our check and our CREATE TABLE
+            raise IntegrityError("CREATE TABLE studies", {}, Exception("duplicate key value violates unique constraint"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    assert isinstance(open_storage("sqlite:///:memory:"), real)
+    assert len(calls) == 2
+
+
+def test_tune_without_the_zoo_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sb3_dqfd.zoo.tune", None)  # as if optuna or rl-zoo3 were missing
+    with pytest.raises(ZooError, match=r"pip install 'sb3-dqfd\[zoo\]'"):
+        run_tune_command(argparse.Namespace())

@@ -65,10 +65,16 @@ def postgres_url() -> Iterator[str]:
     data, port = root / "data", _free_port()
 
     def run(*command: str) -> None:
-        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)
+        result = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            log = root / "server.log"
+            server_log = log.read_text()[-2000:] if log.exists() else ""
+            pytest.fail(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}\n{server_log}")
 
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync")
+        # The C locale: a fresh machine may have no other locale generated
+        initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"]
+        run(*initdb, "--locale=C", "--encoding=UTF8")
         options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off"
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-o", options, "-w", "start")
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"

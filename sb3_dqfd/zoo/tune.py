@@ -32,8 +32,9 @@ from stable_baselines3.common.utils import set_random_seed
 
 from sb3_dqfd.zoo.registration import ZooError, algorithm_class, check_env_id, default_config, read_zoo_entry
 
-#: Trial states that count as "done" in the summary (a RUNNING trial may belong to another worker)
-_COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
+#: Trials counted by --max-total-trials, as rl-zoo3 counts them: running ones too (they may be another worker's), so
+#: the study does not overshoot by one trial per worker; failed ones not, so a retried trial still runs
+_COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 # rl-zoo3 passes these to every sampler; only its HER-aware samplers read them
 _SAMPLER_ARGS = {"using_her_replay_buffer": False, "her_kwargs": {}}
 
