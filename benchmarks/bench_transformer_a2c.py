@@ -227,7 +227,15 @@ def main() -> None:
     timesteps = args.timesteps or (200_000 if args.full else 50_000)
     rppo_timesteps = args.rppo_timesteps or (timesteps if args.full else min(timesteps, 20_000))
 
-    runs = []
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "transformer_a2c_full" if args.full else "transformer_a2c"
+    record = {
+        "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
+        "timesteps": timesteps,
+        "rppo_timesteps": rppo_timesteps,
+        "seeds": args.seeds,
+    }
+    runs: list[dict[str, Any]] = []
     for seed in args.seeds:
         for method in args.methods:
             result = run(method, seed, rppo_timesteps if method == "RecurrentPPO" else timesteps, args.eval_freq)
@@ -237,13 +245,24 @@ def main() -> None:
                 f"first>=475 {result['first_475']} hold {result['hold']:.2f} fps {result['train_fps']:.0f}",
                 flush=True,
             )
+            # Written after every run so an interrupted benchmark keeps what it measured.
+            with open(RESULTS / f"{name}.json", "w") as file:
+                json.dump({**record, "complete": False, "runs": runs}, file, indent=2)
 
     summary = summarize(runs, args.methods)
+    print_table(summary, f"CartPoleNoVel, 8 envs, {timesteps} steps (RecurrentPPO {rppo_timesteps}), seeds {args.seeds}")
+    criteria = check_criteria(summary)
+    for criterion, passed in criteria.items():
+        print(f"  {'PASS' if passed else 'FAIL'}  {criterion}")
+    with open(RESULTS / f"{name}.json", "w") as file:
+        json.dump({**record, "complete": True, "summary": summary, "criteria": criteria, "runs": runs}, file, indent=2)
+    plot(runs, args.methods, RESULTS / f"{name}.png")
+    print(f"\nwrote {RESULTS / name}.json and .png; reproduce with: {record['command']}")
+
+
+def print_table(summary: dict[str, dict[str, Any]], title: str) -> None:
     reference_fps = summary.get("RecurrentPPO", {}).get("train_fps_median")
-    print(
-        f"\nCartPoleNoVel, 8 envs, {timesteps} steps (RecurrentPPO {rppo_timesteps}), seeds {args.seeds}, "
-        f"eval every {args.eval_freq} (medians)"
-    )
+    print(f"\n{title} (medians over seeds; fps = training env steps/s, evaluation excluded)")
     print(f"{'method':20s} {'first>=475':>10s} {'hold':>6s} {'max':>6s} {'final':>6s} {'train fps':>10s} {'fps / RPPO':>10s}")
     for method, row in summary.items():
         first = "never" if row["first_475_median"] is None else f"{row['first_475_median']:.0f}"
@@ -252,29 +271,6 @@ def main() -> None:
             f"{method:20s} {first:>10s} {row['hold_median']:6.2f} {row['max_median']:6.0f} {row['final_median']:6.0f} "
             f"{row['train_fps_median']:10.0f} {ratio:>10s}"
         )
-
-    criteria = check_criteria(summary)
-    for name, passed in criteria.items():
-        print(f"  {'PASS' if passed else 'FAIL'}  {name}")
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "transformer_a2c_full" if args.full else "transformer_a2c"
-    command = "OMP_NUM_THREADS=1 python " + " ".join(sys.argv)
-    with open(RESULTS / f"{name}.json", "w") as file:
-        json.dump(
-            {
-                "command": command,
-                "timesteps": timesteps,
-                "rppo_timesteps": rppo_timesteps,
-                "summary": summary,
-                "criteria": criteria,
-                "runs": runs,
-            },
-            file,
-            indent=2,
-        )
-    plot(runs, args.methods, RESULTS / f"{name}.png")
-    print(f"\nwrote {RESULTS / name}.json and .png; reproduce with: {command}")
 
 
 if __name__ == "__main__":

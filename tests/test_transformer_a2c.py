@@ -167,7 +167,7 @@ def test_predict_matches_a_brute_force_window():
 
 
 def collect(model: TransformerA2C, n_rollouts: int) -> list[dict[str, np.ndarray]]:
-    """Run ``collect_rollouts`` several times without training; keep copies of the buffers."""
+    """Run ``collect_rollouts`` several times, checking log-probs before each update; keep copies of the buffers."""
     _, callback = model._setup_learn(10_000, None)
     rollouts = []
     for _ in range(n_rollouts):
@@ -196,6 +196,8 @@ def collect(model: TransformerA2C, n_rollouts: int) -> list[dict[str, np.ndarray
         np.testing.assert_allclose(
             model.policy.denormalize_values(values).flatten().numpy(), data.old_values.numpy(), rtol=1e-5, atol=1e-5
         )
+        # A real update (weights, PopArt and observation statistics all change) before the next rollout.
+        model.train()
     return rollouts
 
 
@@ -283,7 +285,10 @@ def test_learn_predict_evaluate_save_load(tmp_path, action_space, policy_kwargs)
         actions_b, state_b = loaded.predict(obs, state=state_b, episode_start=start, deterministic=True)
         np.testing.assert_array_equal(actions_a, actions_b)
         assert action_space.contains(actions_a[0])
+    # Running statistics (PopArt, observations) travel with the model.
     assert loaded.policy.value_std.item() == model.policy.value_std.item() != 1.0
+    assert loaded.policy.obs_count.item() == model.policy.obs_count.item() > 0
+    th.testing.assert_close(loaded.policy.obs_mean, model.policy.obs_mean)
 
 
 def test_single_observation_predict():
