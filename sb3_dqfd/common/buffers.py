@@ -475,11 +475,14 @@ class DQfDReplayBuffer(ReplayBuffer):
         n_demos, n_envs = self._n_demonstrations, self.n_envs
         if is_demo.all():
             return indices[:, None] + self._steps, None
-        offset = indices - n_demos
-        rows = offset // n_envs
-        window_rows = (rows[:, None] + self._steps) % self.buffer_size  # [B, n]
-        window = n_demos + window_rows * n_envs + (offset - rows * n_envs)[:, None]
-        newest = window_rows == (self.pos - 1) % self.buffer_size
+        # Step j of an agent transition is j rows later in the same env column: agent offset + j * n_envs, wrapped
+        # once around the ring (offset < ring and j * n_envs < ring). Integer division on [B, n] is slow: none here.
+        ring = self.buffer_size * n_envs
+        offsets = (indices - n_demos)[:, None] + self._steps * n_envs  # [B, n]
+        offsets -= ring * (offsets >= ring)
+        newest_start = (self.pos - 1) % self.buffer_size * n_envs  # first agent offset of the newest row
+        newest = (offsets >= newest_start) & (offsets < newest_start + n_envs)
+        window = offsets + n_demos
         if is_demo.any():
             window = np.where(is_demo[:, None], indices[:, None] + self._steps, window)
             newest &= ~is_demo[:, None]
@@ -506,7 +509,8 @@ class DQfDReplayBuffer(ReplayBuffer):
         ends = storage["dones"][window] > 0  # [B, n]
         if newest is not None:
             ends |= newest
-        last_step = np.where(ends.any(axis=1), ends.argmax(axis=1), self.n_steps - 1)  # [B], index of the k-th step
+        ends[:, -1] = True  # the n-th step ends every window that got that far
+        last_step = ends.argmax(axis=1)  # [B], index of the k-th (last kept) step: the first end
         kept = self._steps <= last_step[:, None]  # [B, n]
 
         rewards = self._normalize_reward(storage["rewards"][window], env)  # [B, n]
