@@ -59,7 +59,7 @@ def postgres_url() -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="sb3-dqfd-pg-"))
     as_root = os.geteuid() == 0
     # PostgreSQL refuses to run as root: run it as the `postgres` user, who must own its directory
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    prefix = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--"] if as_root else []
     if as_root:
         shutil.chown(root, user="postgres")
     data, port = root / "data", _free_port()

@@ -9,19 +9,17 @@ starts, so a typo costs one line instead of a traceback after the environments a
 
 import argparse
 import importlib
-import inspect
 import sys
 from collections.abc import Callable, Sequence
 
-from sb3_dqfd.common.hyperparams import RUN_KEYS
 from sb3_dqfd.zoo.command import tune_main
 from sb3_dqfd.zoo.registration import (
-    ZOO_KEYS,
     ZOO_NAMES,
     ZooError,
     algorithm_class,
     check_env_id,
     default_config,
+    known_keys,
     read_zoo_entry,
     register_algorithms,
 )
@@ -53,8 +51,7 @@ def check_train_arguments(argv: Sequence[str]) -> list[str]:
         argv += ["--conf-file", args.conf_file]
     if args.conf_file is not None and args.conf_file.endswith((".yml", ".yaml")):
         read_zoo_entry(args.conf_file, args.env, algorithm)
-    known = set(inspect.signature(algorithm.__init__).parameters) | set(RUN_KEYS) | set(ZOO_KEYS)
-    unknown = sorted({item.partition(":")[0] for item in args.hyperparams} - known)
+    unknown = sorted({item.partition(":")[0] for item in args.hyperparams} - known_keys(algorithm))
     if unknown:
         raise ZooError(f"-params: unknown hyperparameters for {algorithm.__name__}: {', '.join(unknown)}")
     return argv

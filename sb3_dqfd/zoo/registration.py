@@ -103,6 +103,16 @@ def check_env_id(env_id: str) -> None:
         raise ZooError(f"unknown environment {env_id!r}{hint}")
 
 
+def known_keys(algorithm: type[BaseAlgorithm]) -> set[str]:
+    """
+    :param algorithm: an algorithm class
+    :return: the keys an rl-zoo3 entry may hold for it: its constructor arguments, the run keys (``n_timesteps``,
+        ``n_envs``, ``policy``) and the keys rl-zoo3 consumes itself (:data:`ZOO_KEYS`)
+    """
+    constructor_keys = set(inspect.signature(algorithm.__init__).parameters) - {"self", "env", "_init_setup_model"}
+    return constructor_keys | set(RUN_KEYS) | set(ZOO_KEYS)
+
+
 def read_zoo_entry(path: str | Path, env_id: str, algorithm: type[BaseAlgorithm]) -> dict[str, Any]:
     """
     Read and check the entry of ``env_id`` in an rl-zoo3 hyperparameter file, without evaluating anything.
@@ -132,8 +142,7 @@ def read_zoo_entry(path: str | Path, env_id: str, algorithm: type[BaseAlgorithm]
     entry = content[key]
     if not isinstance(entry, Mapping):
         raise ZooError(f"{path}: the entry {key!r} must be a mapping of hyperparameters, got {type(entry).__name__}")
-    constructor_keys = set(inspect.signature(algorithm.__init__).parameters) - {"self", "env", "_init_setup_model"}
-    known = constructor_keys | set(RUN_KEYS) | set(ZOO_KEYS)
+    known = known_keys(algorithm)
     unknown = sorted(set(entry) - known)
     if unknown:
         raise ZooError(

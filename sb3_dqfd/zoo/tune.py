@@ -8,6 +8,7 @@ same ``--storage`` URL and ``--study-name`` share one study: each asks the datab
 
 import argparse
 import contextlib
+import io
 import os
 import socket
 import sys
@@ -81,10 +82,11 @@ def open_storage(url: str | None, heartbeat_interval: int = 60) -> BaseStorage |
     if url.startswith(("postgresql", "mysql")):
         # An unreachable host should fail in seconds, not after the operating system's TCP timeout (minutes)
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
-        for attempt in range(3):
-            try:
+    retries = 2
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
                 return optuna.storages.RDBStorage(
                     url,
                     engine_kwargs=engine_kwargs,
@@ -92,14 +94,14 @@ def open_storage(url: str | None, heartbeat_interval: int = 60) -> BaseStorage |
                     grace_period=2 * heartbeat_interval,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
                 )
-            except (IntegrityError, ProgrammingError):
-                # Workers started together race to create the tables; the loser finds them on its next attempt
-                if attempt == 2:
-                    raise
-                time.sleep(1.0 + attempt)
-            except Exception as error:  # any driver or URL error: the user needs its first line, not a traceback
-                raise ZooError(f"cannot open Optuna storage {_safe_url(url)!r}: {_first_line(error)}") from None
-    raise AssertionError("unreachable")  # the loop returns or raises
+        except (IntegrityError, ProgrammingError) as error:
+            # Workers started together race to create the tables; the loser finds them on its next attempt
+            if retries == 0:
+                raise ZooError(f"cannot create the Optuna tables in {_safe_url(url)!r}: {_first_line(error)}") from None
+            retries -= 1
+            time.sleep(1.0)
+        except Exception as error:  # any driver or URL error: the user needs its first line, not a traceback
+            raise ZooError(f"cannot open Optuna storage {_safe_url(url)!r}: {_first_line(error)}") from None
 
 
 def parse_fixed_params(items: Sequence[str]) -> dict[str, Any]:
@@ -153,8 +155,6 @@ def _make_sampler(exp_manager: ExperimentManager, args: argparse.Namespace, fixe
     sampler = exp_manager._create_sampler(args.sampler)
     if not fixed:
         return sampler
-    # The user fixed these values on purpose (checked by check_fixed_params): an off-grid value is not a mistake
-    warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return PartialFixedSampler(fixed, sampler)
@@ -224,7 +224,7 @@ def write_best_yaml(
     header = (
         f"# Best trial of Optuna study {study.study_name!r} ({_safe_url(storage) if storage else 'in memory'}, "
         f"{_state_counts(study)}):\n"
-        f"# trial #{best.number}, mean evaluation return {best.value:.2f}, run by {best.user_attrs.get('worker', '?')}.\n"
+        f"# trial #{best.number}, last mean evaluation return {best.value:.2f}, run by {best.user_attrs.get('worker', '?')}.\n"
         f"# Written by: {' '.join(sys.orig_argv)}\n"
         f"# Train with: python -m sb3_dqfd.zoo train --algo {algo} --env {env_id} --conf-file {output}\n"
     )
@@ -289,7 +289,9 @@ def tune(args: argparse.Namespace) -> tuple[optuna.Study, dict[str, Any]]:
         config=str(config),
         no_optim_plots=True,
     )
-    exp_manager.setup_experiment()  # reads and preprocesses the YAML, creates nothing to train when optimizing
+    # Reads and preprocesses the YAML (rl-zoo3 prints it), creates nothing to train when optimizing
+    with contextlib.redirect_stdout(io.StringIO()) if args.verbose < 1 else contextlib.nullcontext():
+        exp_manager.setup_experiment()
     study = optuna.create_study(
         storage=storage,
         sampler=_make_sampler(exp_manager, args, fixed),
@@ -317,7 +319,10 @@ def tune(args: argparse.Namespace) -> tuple[optuna.Study, dict[str, Any]]:
         callbacks.append(optuna.study.MaxTrialsCallback(args.max_total_trials, states=_COUNTED_STATES))
         if len(study.get_trials(deepcopy=False, states=_COUNTED_STATES)) >= args.max_total_trials:
             return study, base_entry
-    study.optimize(objective, n_trials=args.n_trials, n_jobs=args.n_jobs, callbacks=callbacks, gc_after_trial=True)
+    with warnings.catch_warnings():
+        # --fix values are the user's choice (checked by check_fixed_params): an off-grid value is not a mistake
+        warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)
+        study.optimize(objective, n_trials=args.n_trials, n_jobs=args.n_jobs, callbacks=callbacks, gc_after_trial=True)
     return study, base_entry
 
 
