@@ -168,12 +168,12 @@ def criteria(env_id: str, curves: list[LearningCurve], extra: dict[str, Any]) ->
 def gradient_step_cost(n_steps: int = 300, batch_size: int = 64, net_arch: tuple[int, ...] = (256, 256)) -> dict[str, float]:
     """Seconds per gradient step of DQfD and SB3 DQN on CartPole, same network and batch, buffers filled alike."""
     demos = expert_demonstrations("CartPole-v1", 5, 0)
-    policy_kwargs = dict(net_arch=list(net_arch))
-    dqfd = DQfD("MlpPolicy", "CartPole-v1", demonstrations=demos, batch_size=batch_size, policy_kwargs=policy_kwargs, seed=0)
-    dqn = DQN("MlpPolicy", "CartPole-v1", batch_size=batch_size, learning_starts=0, policy_kwargs=policy_kwargs, seed=0)
+    common = dict(batch_size=batch_size, learning_starts=10_000, policy_kwargs=dict(net_arch=list(net_arch)), seed=0)
+    dqfd = DQfD("MlpPolicy", "CartPole-v1", demonstrations=demos, pretrain_steps=0, **common)
+    dqn = DQN("MlpPolicy", "CartPole-v1", **common)
     timings = {}
     for label, model in (("DQfD", dqfd), ("DQN", dqn)):
-        model.learn(2_000)  # fills both buffers with agent data (DQfD also pre-trains on demos)
+        model.learn(2_000)  # fills both buffers with agent data; no update yet (learning_starts)
         model.train(gradient_steps=20, batch_size=batch_size)  # warm-up
         start = time.perf_counter()
         model.train(gradient_steps=n_steps, batch_size=batch_size)

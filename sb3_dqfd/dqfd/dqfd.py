@@ -111,7 +111,8 @@ def l2_penalty(parameters: list[th.Tensor]) -> th.Tensor:
     :param parameters: the parameters to regularize
     :return: a scalar tensor
     """
-    return th.stack([parameter.pow(2).sum() for parameter in parameters]).sum()
+    # One fused norm per parameter list instead of a pow + sum per tensor
+    return th.stack(th._foreach_norm(parameters)).pow(2).sum()
 
 
 def dqfd_losses(
@@ -534,14 +535,19 @@ class DQfD(DQN):
             )
         current_q = self.q_net(data.observations)  # [B, n_actions]
         losses = dqfd_losses(current_q, data.actions, td_target, n_step_target, data.is_demo, data.weights, self.margin)
-        loss_l2 = l2_penalty(list(self.q_net.parameters())) if self.l2_coef > 0 else th.zeros(())
-        # J = J_DQ + lambda_1 J_n + lambda_2 J_E + lambda_3 J_L2
-        loss = (
-            losses["td"] + self.n_step_coef * losses["n_step"] + self.margin_coef * losses["margin"] + self.l2_coef * loss_l2
-        )
+        # J = J_DQ + lambda_1 J_n + lambda_2 J_E + lambda_3 J_L2. The gradient of lambda_3 J_L2, 2 lambda_3 theta, is
+        # added to the gradients in one fused op below: the same update as back-propagating the term (and as Adam
+        # weight_decay = 2 lambda_3), without a graph over every parameter. Its value is computed for logging only.
+        loss = losses["td"] + self.n_step_coef * losses["n_step"] + self.margin_coef * losses["margin"]
+        parameters = [parameter for parameter in self.q_net.parameters() if parameter.requires_grad]
+        with th.no_grad():
+            loss_l2 = l2_penalty(parameters)
 
         self.policy.optimizer.zero_grad()
         loss.backward()
+        if self.l2_coef > 0:
+            with_grad = [parameter for parameter in parameters if parameter.grad is not None]
+            th._foreach_add_([parameter.grad for parameter in with_grad], with_grad, alpha=2.0 * self.l2_coef)  # type: ignore[misc]
         th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         self.policy.optimizer.step()
 
@@ -549,7 +555,7 @@ class DQfD(DQN):
         self.replay_buffer.update_priorities(data.indices, td_errors)
         is_demo = data.is_demo.reshape(-1).cpu().numpy() > 0.5
         stats = {
-            "loss": loss.item(),
+            "loss": loss.item() + self.l2_coef * loss_l2.item(),
             "loss_td": losses["td"].item(),
             "loss_n_step": losses["n_step"].item(),
             "loss_margin": losses["margin"].item(),
