@@ -169,7 +169,9 @@ def scenarios(draw):
     }
 
 
-def build(scenario: dict, prioritized: bool = False) -> tuple[DQfDReplayBuffer, list[list[Step]], set[float]]:
+def build(
+    scenario: dict, prioritized: bool = False, demo_ratio: float | None = None
+) -> tuple[DQfDReplayBuffer, list[list[Step]], set[float]]:
     rng = np.random.default_rng(scenario["seed"])
     demonstrations = (
         make_demonstrations(scenario["demo_lengths"], scenario["demo_terminated"], rng) if scenario["demo_lengths"] else None
@@ -185,6 +187,7 @@ def build(scenario: dict, prioritized: bool = False) -> tuple[DQfDReplayBuffer, 
         n_steps=scenario["n_steps"],
         gamma=scenario["gamma"],
         prioritized=prioritized,
+        demo_ratio=demo_ratio,
     )
     demo_streams: list[list[Step]] = []
     if demonstrations is not None:
@@ -217,13 +220,15 @@ def test_every_stored_transition_matches_reference(scenario: dict) -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(scenario=scenarios(), prioritized=st.booleans())
-def test_sampled_rows_are_aligned(scenario: dict, prioritized: bool) -> None:
+@given(scenario=scenarios(), prioritized=st.booleans(), demo_ratio=st.sampled_from([None, 0.3]))
+def test_sampled_rows_are_aligned(scenario: dict, prioritized: bool, demo_ratio: float | None) -> None:
     """Public sample(): each row's fields, is_demo, index and weight belong to the same transition."""
-    buffer, streams, demo_ids = build(scenario, prioritized=prioritized)
+    buffer, streams, demo_ids = build(scenario, prioritized=prioritized, demo_ratio=demo_ratio)
     if buffer.size() == 0:
         return
     np.random.seed(scenario["seed"])
+    # Distinct priorities, so that a weight taken from another row would differ
+    buffer.update_priorities(np.arange(buffer.size()), np.random.exponential(size=buffer.size()))
     samples = buffer.sample(64)
     check_against_reference(samples, streams, scenario["n_steps"], scenario["gamma"], demo_ids)
     # indices -> the observation stored at that index (SB3 layout [row, env] for the agent region)
@@ -236,6 +241,21 @@ def test_sampled_rows_are_aligned(scenario: dict, prioritized: bool) -> None:
         np.testing.assert_array_equal(samples.observations[row].numpy(), stored)
     np.testing.assert_array_equal(samples.is_demo[:, 0].numpy(), samples.indices < n_demo)
     assert th.all(samples.weights > 0) and th.all(samples.weights <= 1)
+    if demo_ratio is not None and n_demo > 0 and buffer.n_agent_transitions > 0:
+        assert samples.is_demo.sum().item() == round(demo_ratio * 64)
+    if prioritized:
+        # The weight of each row is computed from the priority at that row's index
+        population = np.arange(buffer.size())
+        if demo_ratio is not None and n_demo > 0 and buffer.n_agent_transitions > 0:
+            min_priority = np.where(
+                samples.indices < n_demo,
+                buffer.priorities(population[:n_demo]).min(),
+                buffer.priorities(population[n_demo:]).min(),
+            )
+        else:
+            min_priority = buffer.priorities(population).min()
+        expected = (buffer.priorities(samples.indices) / min_priority) ** -buffer.beta
+        np.testing.assert_allclose(samples.weights[:, 0].numpy(), expected, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------------------------------
