@@ -100,7 +100,8 @@ class RewardScaling(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.R
     episode end, terminated or truncated (gymnasium 1.x restarts only on termination, gymnasium #760 / #1507), and on
     every ``reset()``; the unscaled reward is kept in ``info["raw_reward"]`` (the environment's own reward when
     RewardScaling wrappers are nested); the statistics can be frozen
-    (``update_stats=False``, also settable with ``set_attr``/``env_method("set_update_stats", False)``) and travel
+    (``update_stats=False``; in an SB3 VecEnv ``env_method("set_update_stats", False)``, as ``set_attr`` stops at the
+    outermost wrapper) and travel
     with an SB3 model (see :class:`RewardScalingCallback`).
 
     Example (the fixed scale of the user's Walker2d report):
