@@ -177,3 +177,22 @@ def test_tune_without_the_zoo_extra_says_what_to_install(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "sb3_dqfd.zoo.tune", None)  # as if optuna or rl-zoo3 were missing
     with pytest.raises(ZooError, match=r"pip install 'sb3-dqfd\[zoo\]'"):
         run_tune_command(argparse.Namespace())
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning", "ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'heartbeat.db'}", heartbeat_interval=1)
+    study = optuna.create_study(storage=storage, study_name="heartbeat")
+    lost = study.ask({"margin": optuna.distributions.FloatDistribution(0.1, 1.0)})
+    assert storage is not None
+    storage.record_heartbeat(lost._trial_id)  # its worker then dies: no more heartbeats
+    time.sleep(3.5)  # past the grace period (2 heartbeat intervals; SQLite clocks count whole seconds)
+    optuna.storages.fail_stale_trials(study)  # what every worker does before starting a trial
+    retried = study.get_trials(states=(TrialState.WAITING,))
+    assert study.trials[lost.number].state == TrialState.FAIL
+    assert len(retried) == 1
+    assert retried[0].params == {"margin": lost.params["margin"]}
+    # The next worker runs the queued trial with the lost trial's parameters
+    study.optimize(lambda trial: trial.suggest_float("margin", 0.1, 1.0), n_trials=1)
+    assert study.trials[-1].state == TrialState.COMPLETE
+    assert study.trials[-1].value == lost.params["margin"]
