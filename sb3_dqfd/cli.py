@@ -5,6 +5,7 @@ import json
 import platform
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -207,20 +208,16 @@ def compare(
         raise UsageError(f"compare has tuned DQN settings for {sorted(ZOO_DQN_HYPERPARAMS)}, not {env_id!r}")
     curves = []
     for seed in seeds:
-        demos = demonstrations_from_arg(demos_spec, env_id, seed)
         eval_env = make_env(env_id, 1, seed + 10_000)
+        demos = demonstrations_from_arg(demos_spec, env_id, seed)
         dqfd = DQfD("MlpPolicy", make_env(env_id, 1, seed), demonstrations=demos, seed=seed)
-        pretrain_only = train_with_curve(dqfd, "DQfD pre-training only", seed, 0, eval_env, eval_freq, eval_episodes,
-                                         before_learning=lambda model: model.pretrain())  # fmt: skip
-        curves.append(pretrain_only)
-        curves.append(train_with_curve(dqfd, "DQfD", seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar))
+        dqfd_curve = train_with_curve(dqfd, "DQfD", seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar,
+                                      before_learning=partial(dqfd.pretrain, dqfd.pretrain_steps))  # fmt: skip
+        curves.append(_pretraining_only(dqfd_curve, timesteps, dqfd.pretrain_steps))
+        curves.append(dqfd_curve)
         dqn = DQN("MlpPolicy", make_env(env_id, 1, seed), seed=seed, **ZOO_DQN_HYPERPARAMS[env_id])
-        curves.append(train_with_curve(dqn, "DQN (rl-zoo3)", seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar))
-    # Pre-training alone does not change with environment steps: draw it flat over the budget
-    for curve in curves:
-        if curve.label == "DQfD pre-training only":
-            curve.timesteps, curve.mean_returns = [0, timesteps], curve.mean_returns * 2
-            curve.std_returns = curve.std_returns * 2
+        label = "DQN (rl-zoo3)"
+        curves.append(train_with_curve(dqn, label, seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar))
     output = Path(output_dir)
     threshold = gym.spec(env_id).reward_threshold
     table = format_table(summarize(curves, threshold), threshold)
@@ -231,6 +228,25 @@ def compare(
     print(table)
     print(f"Plot: {output / f'compare_{env_id}.png'}  results: {output / f'compare_{env_id}.json'}")
     return curves
+
+
+def _pretraining_only(dqfd_curve: LearningCurve, timesteps: int, pretrain_steps: int) -> LearningCurve:
+    """
+    The "pre-training only" baseline: DQfD's evaluation right after pre-training, before any interaction, drawn flat
+    over the budget (it does not change with environment steps).
+
+    :param dqfd_curve: the DQfD run, whose first evaluation follows pre-training
+    :param timesteps: the budget of the other methods
+    :param pretrain_steps: the number of pre-training updates, for the label
+    :return: the baseline's curve
+    """
+    return LearningCurve(
+        label=f"DQfD pre-training only ({pretrain_steps:,} updates)",
+        seed=dqfd_curve.seed,
+        timesteps=[0, timesteps],
+        mean_returns=[dqfd_curve.mean_returns[0]] * 2,
+        std_returns=[dqfd_curve.std_returns[0]] * 2,
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

@@ -30,7 +30,7 @@ def test_summarize_medians_over_seeds():
     assert a["median_final_return"] == 500
     assert b["reached"] == "0/1" and b["median_steps_to_threshold"] is None
     table = format_table(rows, 475)
-    assert "| B | 1 | 0/1 | never |" in table
+    assert "| B | 1 | 0/1 | - |" in table
 
 
 def test_train_with_curve_plot_and_json(tmp_path):

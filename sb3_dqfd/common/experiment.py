@@ -118,7 +118,7 @@ def train_with_curve(
     eval_freq: int,
     n_eval_episodes: int,
     progress_bar: bool = False,
-    before_learning: Callable[[BaseAlgorithm], None] | None = None,
+    before_learning: Callable[[], None] | None = None,
     extra_callback: BaseCallback | None = None,
 ) -> LearningCurve:
     """
@@ -132,15 +132,14 @@ def train_with_curve(
     :param eval_freq: evaluate every this many environment steps
     :param n_eval_episodes: episodes per evaluation
     :param progress_bar: show a progress bar while learning
-    :param before_learning: run on the model before the first evaluation (e.g. DQfD pre-training); its time counts
-        as training time
+    :param before_learning: run before the first evaluation (e.g. DQfD pre-training); its time counts as training time
     :param extra_callback: another callback to run during learning (e.g. a checkpoint)
     :return: the learning curve
     """
     curve = LearningCurve(label=label, seed=seed)
     start = time.perf_counter()
     if before_learning is not None:
-        before_learning(model)
+        before_learning()
     record_evaluation(model, curve, eval_env, n_eval_episodes)
     callbacks: list[BaseCallback] = [CurveCallback(curve, eval_env, eval_freq, n_eval_episodes)]
     if extra_callback is not None:
@@ -177,8 +176,11 @@ def summarize(curves: Sequence[LearningCurve], threshold: float | None) -> list[
                     float(np.median([run.share_at_or_above(threshold) for run in runs])) if threshold is not None else None
                 ),
                 "median_train_seconds": float(np.median([run.train_seconds for run in runs])),
-                "median_steps_per_second": float(
-                    np.median([run.timesteps[-1] / max(run.train_seconds, 1e-9) for run in runs])
+                # None for runs that did not train (e.g. a baseline derived from another run)
+                "median_steps_per_second": (
+                    float(np.median([run.timesteps[-1] / run.train_seconds for run in runs]))
+                    if all(run.train_seconds > 0 for run in runs)
+                    else None
                 ),
             }
         )
@@ -193,7 +195,7 @@ def format_table(rows: Sequence[dict[str, Any]], threshold: float | None) -> str
     """
 
     def fmt(value: Any, pattern: str) -> str:
-        return "never" if value is None else pattern.format(value)
+        return "-" if value is None else pattern.format(value)
 
     header = (
         f"| method | seeds | reached {threshold} | median steps to {threshold} | median share of evals >= {threshold} "
@@ -204,7 +206,7 @@ def format_table(rows: Sequence[dict[str, Any]], threshold: float | None) -> str
         lines.append(
             f"| {row['method']} | {row['seeds']} | {row['reached']} | {fmt(row['median_steps_to_threshold'], '{:,.0f}')} "
             f"| {fmt(row['median_share_at_threshold'], '{:.0%}')} | {row['median_final_return']:.1f} "
-            f"| {row['median_train_seconds']:.1f} | {row['median_steps_per_second']:.0f} |"
+            f"| {row['median_train_seconds']:.1f} | {fmt(row['median_steps_per_second'], '{:.0f}')} |"
         )
     return "\n".join(lines)
 
