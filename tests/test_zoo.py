@@ -1,5 +1,6 @@
 """rl-zoo3 integration: registration, Optuna samplers, shipped hyperparameter files, and rl-zoo3's scripts on ours."""
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,14 @@ def test_zoo_bad_input_is_one_line_and_exit_2(
     assert status == 2
     assert err.count("\n") == 1, err
     assert expected in err
+
+
+@pytest.mark.parametrize("algo, env_id", [("dqfd", "CartPole-v1"), ("dqfd", "MountainCar-v0"), ("dqfd", "LunarLander-v3"),
+                                          ("transformer_a2c", "CartPoleNoVel-v1")])  # fmt: skip
+def test_shipped_values_are_the_class_defaults_their_header_says(algo: str, env_id: str) -> None:
+    """The headers say these entries are the classes' defaults written out: keep that true when defaults change."""
+    algorithm = SHIPPED[algo][0]
+    entry = yaml.safe_load((HYPERPARAMS_DIR / f"{algo}.yml").read_text())[env_id]
+    defaults = {name: parameter.default for name, parameter in inspect.signature(algorithm.__init__).parameters.items()}
+    differing = {key: (value, defaults[key]) for key, value in entry.items() if key in defaults and value != defaults[key]}
+    assert set(differing) <= {"demonstrations", "policy_kwargs"}, differing
