@@ -189,12 +189,20 @@ def test_zoo_bad_input_is_one_line_and_exit_2(
     assert expected in err
 
 
+def _defaults(cls: type) -> dict[str, Any]:
+    return {name: parameter.default for name, parameter in inspect.signature(cls.__init__).parameters.items()}
+
+
 @pytest.mark.parametrize("algo, env_id", [("dqfd", "CartPole-v1"), ("dqfd", "MountainCar-v0"), ("dqfd", "LunarLander-v3"),
                                           ("transformer_a2c", "CartPoleNoVel-v1")])  # fmt: skip
 def test_shipped_values_are_the_class_defaults_their_header_says(algo: str, env_id: str) -> None:
     """The headers say these entries are the classes' defaults written out: keep that true when defaults change."""
     algorithm = SHIPPED[algo][0]
     entry = yaml.safe_load((HYPERPARAMS_DIR / f"{algo}.yml").read_text())[env_id]
-    defaults = {name: parameter.default for name, parameter in inspect.signature(algorithm.__init__).parameters.items()}
+    defaults = _defaults(algorithm)
     differing = {key: (value, defaults[key]) for key, value in entry.items() if key in defaults and value != defaults[key]}
-    assert set(differing) <= {"demonstrations", "policy_kwargs"}, differing
+    assert set(differing) <= {"demonstrations", "policy", "policy_kwargs"}, differing
+    policy_class = algorithm.policy_aliases[entry["policy"]]
+    policy_defaults = _defaults(policy_class)
+    policy_defaults["net_arch"] = policy_defaults.get("net_arch") or [64, 64]  # None: SB3's MLP default
+    assert {key: policy_defaults[key] for key in entry["policy_kwargs"]} == entry["policy_kwargs"]
