@@ -19,6 +19,7 @@ import json
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def run_task(env_id: str, seeds: list[int], budget: int, run_dqn: bool) -> tuple
                 eval_env,
                 EVAL_FREQ,
                 task["n_eval_episodes"],
-                before_learning=lambda m: m.pretrain(m.pretrain_steps),  # type: ignore[attr-defined]
+                before_learning=partial(model.pretrain, model.pretrain_steps),
             )
         )
         print(f"{env_id} DQfD seed {seed}: {np.round(curves[-1].mean_returns, 1).tolist()}", flush=True)

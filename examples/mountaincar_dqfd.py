@@ -65,14 +65,15 @@ def main() -> None:
         eval_env,
         args.eval_freq,
         n_eval_episodes=20,
-        before_learning=lambda m: m.pretrain(m.pretrain_steps),  # type: ignore[attr-defined]
+        before_learning=lambda: model.pretrain(model.pretrain_steps),
     )
 
     seeds = [50_000 + args.seed + i for i in range(20)]
     teacher_score = mean_return(teacher, seeds)
     dqfd_score = mean_return(lambda obs: int(model.predict(obs, deterministic=True)[0]), seeds)
     print(f"evaluations during training: {np.round(curve.mean_returns, 1).tolist()}")
-    print(f"same 20 seeds: teacher {teacher_score:.1f}, DQfD {dqfd_score:.1f} (beats the teacher: {dqfd_score > teacher_score})")
+    beats = dqfd_score > teacher_score
+    print(f"same 20 seeds: teacher {teacher_score:.1f}, DQfD {dqfd_score:.1f} (beats the teacher: {beats})")
 
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.plot(curve.timesteps, curve.mean_returns, marker="o", label="DQfD (20-episode deterministic eval)")

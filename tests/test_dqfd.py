@@ -315,3 +315,25 @@ def test_cartpole_holds_475_through_50k_steps():
     model.learn(50_000, callback=callback)
     results = np.asarray(callback.evaluations_results).mean(axis=1)
     assert np.mean(results >= 475) >= 0.9, results
+
+
+def test_demonstration_rewards_get_the_env_reward_scaling(demos):
+    from sb3_dqfd.wrappers.reward_scaling import RewardScaling
+
+    env = make_vec_env("CartPole-v1", n_envs=1, wrapper_class=RewardScaling, wrapper_kwargs=dict(scale=0.01))
+    model = small_model(env, demos)
+    samples = model.replay_buffer.sample(64, demo_only=True)
+    np.testing.assert_allclose(samples.rewards.numpy(), 0.01)  # CartPole's reward is 1 per step
+    # Running normalization drifts: demonstration rewards stored once could not follow it
+    env = make_vec_env("CartPole-v1", n_envs=1, wrapper_class=RewardScaling, wrapper_kwargs=dict(normalize=True))
+    with pytest.raises(ValueError, match="running normalization"):
+        small_model(env, demos)
+
+
+def test_atari_preset_holds_valid_constructor_arguments(demos):
+    from sb3_dqfd.dqfd import ATARI_PAPER_HYPERPARAMS
+
+    params = {**ATARI_PAPER_HYPERPARAMS, "buffer_size": 5_000, "pretrain_steps": 0}
+    model = DQfD("MlpPolicy", "CartPole-v1", demonstrations=demos, **params)
+    assert (model.n_steps, model.margin, model.l2_coef, model.target_update_interval) == (10, 0.8, 1e-5, 10_000)
+    assert model.exploration_rate == 0.0 and model.exploration_schedule(1.0) == pytest.approx(0.01)

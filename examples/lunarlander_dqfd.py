@@ -1,0 +1,99 @@
+"""
+DQfD on LunarLander-v3 from 20 episodes of gymnasium's heuristic lander (about 245).
+
+The agent's rewards are scaled by a fixed factor with :class:`sb3_dqfd.wrappers.RewardScaling`; DQfD finds that
+wrapper on the training env and applies the same transform to the demonstration rewards, so both share one scale in
+the replay buffer. Evaluation uses the raw rewards. Prints the teacher's and DQfD's mean return on the same seeds and
+writes a plot of DQfD's evaluations during training. Needs box2d (``pip install sb3-dqfd[box2d]``).
+
+    python examples/lunarlander_dqfd.py --timesteps 50000 --seed 0 --output lunarlander_dqfd.png
+"""
+
+import argparse
+
+import gymnasium as gym
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_dqfd.common.demonstrations import record_demonstrations
+from sb3_dqfd.common.experiment import train_with_curve
+from sb3_dqfd.common.experts import get_expert
+from sb3_dqfd.dqfd import DQfD
+from sb3_dqfd.wrappers.reward_scaling import RewardScaling
+
+ENV_ID = "LunarLander-v3"
+
+
+def mean_return(act, seeds: list[int]) -> float:
+    """Mean raw return of ``act(observation) -> action`` over one episode per seed."""
+    env = gym.make(ENV_ID)
+    returns = []
+    for seed in seeds:
+        observation, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            observation, reward, terminated, truncated, _ = env.step(act(observation))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timesteps", type=int, default=50_000, help="environment steps after pre-training")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the demonstrations, the model and the env")
+    parser.add_argument("--demo-episodes", type=int, default=20, help="heuristic episodes to record")
+    parser.add_argument("--reward-scale", type=float, default=0.01, help="fixed reward scale for agent and demos")
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="demo-only updates (default: DQfD's default)")
+    parser.add_argument("--eval-freq", type=int, default=2_500, help="evaluate every this many environment steps")
+    parser.add_argument("--final-episodes", type=int, default=100, help="episodes of the final comparison")
+    parser.add_argument("--output", default="lunarlander_dqfd.png", help="where to write the plot")
+    args = parser.parse_args()
+
+    teacher = get_expert(ENV_ID)
+    # Raw rewards in the demonstrations: DQfD scales them like the training env's rewards
+    demonstrations = record_demonstrations(teacher, gym.make(ENV_ID), args.demo_episodes, seed=10_000 * (args.seed + 1))
+    print(demonstrations)
+    env = make_vec_env(
+        ENV_ID, n_envs=1, seed=args.seed, wrapper_class=RewardScaling, wrapper_kwargs=dict(scale=args.reward_scale)
+    )
+    extra = {} if args.pretrain_steps is None else {"pretrain_steps": args.pretrain_steps}
+    model = DQfD("MlpPolicy", env, demonstrations=demonstrations, seed=args.seed, **extra)
+    eval_env = make_vec_env(ENV_ID, n_envs=1, seed=1_000 + args.seed)  # raw rewards
+    curve = train_with_curve(
+        model,
+        "DQfD",
+        args.seed,
+        args.timesteps,
+        eval_env,
+        args.eval_freq,
+        n_eval_episodes=10,
+        before_learning=lambda: model.pretrain(model.pretrain_steps),
+    )
+
+    seeds = [50_000 + args.seed + i for i in range(args.final_episodes)]
+    teacher_score = mean_return(teacher, seeds)
+    dqfd_score = mean_return(lambda obs: int(model.predict(obs, deterministic=True)[0]), seeds)
+    print(f"evaluations during training: {np.round(curve.mean_returns, 1).tolist()}")
+    print(f"same {args.final_episodes} seeds: teacher {teacher_score:.1f}, DQfD {dqfd_score:.1f}")
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.plot(curve.timesteps, curve.mean_returns, marker="o", label="DQfD (10-episode deterministic eval)")
+    axis.axhline(teacher_score, color="tab:red", linestyle=":", label=f"teacher {teacher_score:.1f}")
+    axis.axhline(200, color="gray", linestyle="--", linewidth=1, label="200")
+    axis.set_xlabel("environment steps after pre-training")
+    axis.set_ylabel("mean raw return")
+    axis.set_title(f"DQfD on {ENV_ID} from {args.demo_episodes} heuristic episodes (rewards x{args.reward_scale})")
+    axis.legend(loc="lower right", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(args.output, dpi=110)
+    print(f"plot written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
