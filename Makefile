@@ -10,7 +10,7 @@ LINT_PATHS := sb3_dqfd tests examples benchmarks
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: venv install demo test test-slow lint type format clean
+.PHONY: venv install postgres demo test test-slow lint type format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m sb3_dqfd demo --output-dir demo_output
 
+# The PostgreSQL server of the shared-study tuning test (Debian package, installed when missing)
+postgres:
+	bash scripts/ensure_postgres.sh
+
 lint: install
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m ruff format --check $(LINT_PATHS)
@@ -36,11 +40,11 @@ lint: install
 type: install
 	$(PY) -m mypy sb3_dqfd
 
-test: lint type
-	$(PY) -m pytest -q -p no:cacheprovider --timeout 900
+test: lint type postgres
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 tests --doctest-modules sb3_dqfd/wrappers
 
-test-slow: install
-	$(PY) -m pytest -q -p no:cacheprovider -m slow --timeout 3600
+test-slow: install postgres
+	$(PY) -m pytest -q -p no:cacheprovider -m slow --timeout 3600 tests
 
 format: install
 	$(PY) -m ruff check --fix $(LINT_PATHS)

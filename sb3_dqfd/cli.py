@@ -26,6 +26,7 @@ from sb3_dqfd.common.hyperparams import load_hyperparameters
 from sb3_dqfd.dqfd import DQfD
 from sb3_dqfd.transformer_a2c import TransformerA2C
 from sb3_dqfd.wrappers import PRESETS
+from sb3_dqfd.zoo.command import add_tune_subcommand
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "dqfd": DQfD,
@@ -318,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--progress-bar", action="store_true")
     demo.add_argument("--output-dir", default="demo_output")
     demo.set_defaults(func=cmd_demo)
+
+    add_tune_subcommand(commands)  # Optuna search through rl-zoo3 (the zoo extra), see sb3_dqfd/zoo/
     return parser
 
 
