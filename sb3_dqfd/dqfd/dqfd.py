@@ -410,11 +410,13 @@ class DQfD(DQN):
                     f"Demonstration episode {index} has actions outside the environment's action space {self.action_space} "
                     f"(expected {len(episode)} integers in [0, {n_actions}))"
                 )
-        if demonstrations.n_transitions >= self.buffer_size:
+        # The demonstrations stay permanently; the agent ring needs at least one n-step window per env
+        min_size = demonstrations.n_transitions + self.n_envs * (self.n_steps + 1)
+        if self.buffer_size < min_size:
             raise ValueError(
                 f"buffer_size={self.buffer_size} is too small for {demonstrations.n_transitions} demonstration transitions "
-                f"(they stay in the buffer permanently): use buffer_size >= {demonstrations.n_transitions + self.batch_size} "
-                "plus room for the agent's own data"
+                f"(kept permanently): it must be at least {min_size} (demonstrations + n_envs * (n_steps + 1)), and "
+                "much larger to hold the agent's own data"
             )
 
     def _setup_model(self) -> None:
@@ -539,7 +541,7 @@ class DQfD(DQN):
         # added to the gradients in one fused op below: the same update as back-propagating the term (and as Adam
         # weight_decay = 2 lambda_3), without a graph over every parameter. Its value is computed for logging only.
         loss = losses["td"] + self.n_step_coef * losses["n_step"] + self.margin_coef * losses["margin"]
-        parameters = [parameter for parameter in self.q_net.parameters() if parameter.requires_grad]
+        parameters: list[th.Tensor] = [parameter for parameter in self.q_net.parameters() if parameter.requires_grad]
         with th.no_grad():
             loss_l2 = l2_penalty(parameters)
 
@@ -547,7 +549,8 @@ class DQfD(DQN):
         loss.backward()
         if self.l2_coef > 0:
             with_grad = [parameter for parameter in parameters if parameter.grad is not None]
-            th._foreach_add_([parameter.grad for parameter in with_grad], with_grad, alpha=2.0 * self.l2_coef)  # type: ignore[misc]
+            grads = [parameter.grad for parameter in with_grad if parameter.grad is not None]
+            th._foreach_add_(grads, with_grad, alpha=2.0 * self.l2_coef)
         th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         self.policy.optimizer.step()
 
