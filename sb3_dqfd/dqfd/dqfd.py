@@ -167,13 +167,18 @@ class DQfD(DQN):
 
     Loss on a prioritized batch: ``J = J_DQ + n_step_coef * J_n + margin_coef * J_E + l2_coef * J_L2`` with
     double-Q 1-step and n-step Huber TD losses on the same sampled rows, the large-margin loss on demonstration rows
-    only, and an explicit squared-L2 term on the online network (equivalent to Adam ``weight_decay = 2 * l2_coef``,
-    since Adam's ``weight_decay=w`` adds ``w * theta`` to the gradient, the gradient of ``(w / 2) * ||theta||^2``).
+    only, and ``J_L2 = ||theta||^2``, the squared norm of the online network's parameters (weights and biases). The
+    gradient of ``l2_coef * J_L2``, ``2 * l2_coef * theta``, is added to the gradients in one fused op before clipping:
+    the same update as back-propagating the term, and as Adam ``weight_decay = 2 * l2_coef`` (Adam's
+    ``weight_decay=w`` adds ``w * theta``, the gradient of ``(w / 2) * ||theta||^2``), for any optimizer. The logged
+    ``train/loss_l2`` is ``J_L2`` and ``train/loss`` the total ``J``. Each per-sample term is multiplied by its
+    importance weight before the batch mean; ``J_E`` is summed over demonstration rows and divided by the batch size.
     New priorities come from the 1-step TD error; the buffer adds ``agent_eps`` or ``demo_eps``. Priorities are also
     updated during pre-training, so the demonstrations enter interaction with informative priorities.
 
-    Defaults suit small discrete tasks (CartPole, MountainCar, LunarLander) from a few expert episodes:
-    act greedily on the pre-trained policy with a constant epsilon of 0.01 and no random warm-up. The paper's Atari
+    Defaults are chosen for small discrete tasks (CartPole, MountainCar, LunarLander) from a few expert episodes
+    ([256, 256] dueling network, Adam 5e-4, batch 64, one update per step, target copy every 1,000 steps, n = 10,
+    5,000 pre-training updates, paper PER and loss weights): act greedily on the pre-trained policy with a constant epsilon of 0.01 and no random warm-up. The paper's Atari
     settings are in :data:`ATARI_PAPER_HYPERPARAMS`. Without demonstrations it runs as prioritized dueling double
     n-step DQN (with a warning).
 
