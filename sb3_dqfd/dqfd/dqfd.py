@@ -179,9 +179,8 @@ class DQfD(DQN):
     Defaults are chosen for small discrete tasks (CartPole, MountainCar, LunarLander) from a few expert episodes
     ([256, 256] dueling network, Adam 5e-4, batch 64, one update per step, target copy every 1,000 steps, n = 10,
     5,000 pre-training updates, paper PER and loss weights): act greedily on the pre-trained policy with a constant
-    epsilon of 0.01 and no random warm-up. The paper's Atari
-    settings are in :data:`ATARI_PAPER_HYPERPARAMS`. Without demonstrations it runs as prioritized dueling double
-    n-step DQN (with a warning).
+    epsilon of 0.01 and no random warm-up. The paper's Atari settings are in :data:`ATARI_PAPER_HYPERPARAMS`.
+    Without demonstrations it runs as prioritized dueling double n-step DQN (with a warning).
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, ...)
     :param env: The environment to learn from (if registered in Gym, can be str)
