@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import platform
 import sys
 from collections.abc import Sequence
@@ -110,6 +111,11 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """:return: the parsed command line as JSON-ready values (the subcommand's function left out)"""
+    return {name: value for name, value in vars(args).items() if name != "func"}
+
+
 def cmd_record(args: argparse.Namespace) -> None:
     """Record demonstrations from a built-in expert or a saved SB3 model and write them as ``.npz``."""
     if args.model is not None:
@@ -154,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     model.save(model_path)
     threshold = gym.spec(args.env).reward_threshold
     plot_curves([curve], output / "learning_curve.png", f"{args.algo} on {args.env}", threshold)
-    save_results(output / "results.json", [curve], {"command": sys.argv, "args": vars(args), "machine": _machine()})
+    save_results(output / "results.json", [curve], {"command": sys.argv, "args": _arguments(args), "machine": _machine()})
     print(format_table(summarize([curve], threshold), threshold))
     print(f"Model: {model_path}.zip  curve: {output / 'learning_curve.png'}  results: {output / 'results.json'}")
 
@@ -191,6 +197,7 @@ def compare(
     eval_episodes: int,
     output_dir: str | Path,
     progress_bar: bool = False,
+    dqfd_kwargs: dict[str, Any] | None = None,
 ) -> list[LearningCurve]:
     """
     DQfD vs rl-zoo3's tuned DQN vs DQfD's pre-training alone, side by side on one environment over several seeds.
@@ -203,6 +210,7 @@ def compare(
     :param eval_episodes: episodes per evaluation
     :param output_dir: where the table (Markdown), the plot and the JSON go
     :param progress_bar: show progress bars
+    :param dqfd_kwargs: DQfD arguments that differ from its defaults (e.g. ``pretrain_steps``)
     :return: the learning curves
     """
     if env_id not in ZOO_DQN_HYPERPARAMS:
@@ -211,7 +219,7 @@ def compare(
     for seed in seeds:
         eval_env = make_env(env_id, 1, seed + 10_000)
         demos = demonstrations_from_arg(demos_spec, env_id, seed)
-        dqfd = DQfD("MlpPolicy", make_env(env_id, 1, seed), demonstrations=demos, seed=seed)
+        dqfd = DQfD("MlpPolicy", make_env(env_id, 1, seed), demonstrations=demos, seed=seed, **(dqfd_kwargs or {}))
         dqfd_curve = train_with_curve(dqfd, "DQfD", seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar,
                                       before_learning=partial(dqfd.pretrain, dqfd.pretrain_steps))  # fmt: skip
         curves.append(_pretraining_only(dqfd_curve, timesteps, dqfd.pretrain_steps))
@@ -250,15 +258,21 @@ def _pretraining_only(dqfd_curve: LearningCurve, timesteps: int, pretrain_steps:
     )
 
 
+def _dqfd_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """:return: the DQfD arguments given on the command line of ``compare`` or ``demo``"""
+    return {} if args.pretrain_steps is None else {"pretrain_steps": args.pretrain_steps}
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     """Run :func:`compare` from the command line."""
     compare(args.env, args.demos, args.timesteps, args.seeds, args.eval_freq, args.eval_episodes, args.output_dir,
-            args.progress_bar)  # fmt: skip
+            args.progress_bar, _dqfd_overrides(args))  # fmt: skip
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """The ``make demo`` job: DQfD vs DQN on MountainCar-v0 from 10 episodes of the built-in (imperfect) expert."""
-    compare("MountainCar-v0", "expert:10", args.timesteps, args.seeds, 2_500, 10, args.output_dir, args.progress_bar)
+    compare("MountainCar-v0", "expert:10", args.timesteps, args.seeds, 2_500, 10, args.output_dir, args.progress_bar,
+            _dqfd_overrides(args))  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     comparison.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     comparison.add_argument("--eval-freq", type=int, default=2_500)
     comparison.add_argument("--eval-episodes", type=int, default=10)
+    comparison.add_argument("--pretrain-steps", type=int, help="DQfD pre-training updates (default: DQfD's)")
     comparison.add_argument("--progress-bar", action="store_true")
     comparison.add_argument("--output-dir", default="runs/compare")
     comparison.set_defaults(func=cmd_compare)
@@ -316,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the make demo job: compare on MountainCar-v0 with 10 expert episodes")
     demo.add_argument("--timesteps", type=int, default=30_000)
     demo.add_argument("--seeds", type=int, nargs="+", default=[0])
+    demo.add_argument("--pretrain-steps", type=int, help="DQfD pre-training updates (default: DQfD's)")
     demo.add_argument("--progress-bar", action="store_true")
     demo.add_argument("--output-dir", default="demo_output")
     demo.set_defaults(func=cmd_demo)
@@ -329,13 +345,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     Entry point of ``sb3-dqfd`` and ``python -m sb3_dqfd``.
 
     :param argv: the arguments (default: ``sys.argv[1:]``)
-    :return: the exit status: 0 on success, 2 for bad usage (reported as one line, never a traceback)
+    :return: the exit status: 0 on success, 2 for bad usage (reported as one line, never a traceback; set the
+        environment variable ``SB3_DQFD_DEBUG=1`` to see the traceback instead)
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.func(args)
     except (UsageError, ValueError, TypeError, FileNotFoundError, gym.error.Error) as error:
+        if os.environ.get("SB3_DQFD_DEBUG"):
+            raise  # the full traceback, for bug reports
+
         message = " ".join(str(error).split())
         parser.exit(2, f"{parser.prog}: error: {message}\n")
     return 0

@@ -136,6 +136,8 @@ def train_with_curve(
     :param extra_callback: another callback to run during learning (e.g. a checkpoint)
     :return: the learning curve
     """
+    if eval_freq < 1 or n_eval_episodes < 1:
+        raise ValueError(f"eval_freq and n_eval_episodes must be at least 1, got {eval_freq} and {n_eval_episodes}")
     curve = LearningCurve(label=label, seed=seed)
     start = time.perf_counter()
     if before_learning is not None:
