@@ -12,6 +12,8 @@ from sb3_dqfd.common.demonstrations import (
     save_demonstrations,
 )
 from sb3_dqfd.common.experts import EXPERTS, get_expert
+from sb3_dqfd.dqfd import DQfD
+from sb3_dqfd.transformer_a2c import TransformerA2C
 
 # Read version from file
 version_file = os.path.join(os.path.dirname(__file__), "version.txt")
@@ -20,9 +22,11 @@ with open(version_file) as file_handler:
 
 __all__ = [
     "EXPERTS",
+    "DQfD",
     "Demonstrations",
     "DemonstrationsNotFoundError",
     "Episode",
+    "TransformerA2C",
     "Transitions",
     "__version__",
     "get_expert",
