@@ -28,57 +28,20 @@ import numpy as np
 import torch as th
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_dqfd.common.demonstrations import Demonstrations, record_demonstrations
-from sb3_dqfd.common.experiment import LearningCurve, format_table, plot_curves, summarize, train_with_curve
+from sb3_dqfd.common.experiment import (
+    ZOO_DQN_HYPERPARAMS,
+    LearningCurve,
+    format_table,
+    plot_curves,
+    summarize,
+    train_with_curve,
+)
 from sb3_dqfd.common.experts import get_expert
 from sb3_dqfd.dqfd import DQfD
 
 RESULTS = Path(__file__).parent / "results"
-
-# rl-zoo3's tuned DQN hyperparameters (hyperparams/dqn.yml)
-ZOO_DQN: dict[str, dict[str, Any]] = {
-    "CartPole-v1": dict(
-        learning_rate=2.3e-3,
-        batch_size=64,
-        buffer_size=100_000,
-        learning_starts=1_000,
-        gamma=0.99,
-        target_update_interval=10,
-        train_freq=256,
-        gradient_steps=128,
-        exploration_fraction=0.16,
-        exploration_final_eps=0.04,
-        policy_kwargs=dict(net_arch=[256, 256]),
-    ),
-    "MountainCar-v0": dict(
-        learning_rate=4e-3,
-        batch_size=128,
-        buffer_size=10_000,
-        learning_starts=1_000,
-        gamma=0.98,
-        target_update_interval=600,
-        train_freq=16,
-        gradient_steps=8,
-        exploration_fraction=0.2,
-        exploration_final_eps=0.07,
-        policy_kwargs=dict(net_arch=[256, 256]),
-    ),
-    "LunarLander-v3": dict(
-        learning_rate=LinearSchedule(6.3e-4, 0.0, 1.0),
-        batch_size=128,
-        buffer_size=50_000,
-        learning_starts=0,
-        gamma=0.99,
-        target_update_interval=250,
-        train_freq=4,
-        gradient_steps=-1,
-        exploration_fraction=0.12,
-        exploration_final_eps=0.1,
-        policy_kwargs=dict(net_arch=[256, 256]),
-    ),
-}
 
 # Task settings: demonstrations, threshold, evaluation episodes, budgets (small default, --full)
 TASKS: dict[str, dict[str, Any]] = {
@@ -140,7 +103,7 @@ def run_task(env_id: str, seeds: list[int], budget: int, run_dqn: bool) -> tuple
             extra[f"teacher_final100_seed{seed}"] = teacher_score(env_id, 100, seed)
         if run_dqn:
             eval_env = make_vec_env(env_id, n_envs=1, seed=1_000 + seed)
-            dqn = DQN("MlpPolicy", env_id, seed=seed, **ZOO_DQN[env_id])
+            dqn = DQN("MlpPolicy", env_id, seed=seed, **ZOO_DQN_HYPERPARAMS[env_id])
             curves.append(train_with_curve(dqn, "DQN (rl-zoo3)", seed, budget, eval_env, EVAL_FREQ, task["n_eval_episodes"]))
             print(f"{env_id} DQN seed {seed}: {np.round(curves[-1].mean_returns, 1).tolist()}", flush=True)
     return curves, extra

@@ -21,7 +21,15 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_dqfd.common.demonstrations import Demonstrations, load_demonstrations, record_demonstrations, save_demonstrations
-from sb3_dqfd.common.experiment import LearningCurve, format_table, plot_curves, save_results, summarize, train_with_curve
+from sb3_dqfd.common.experiment import (
+    ZOO_DQN_HYPERPARAMS,
+    LearningCurve,
+    format_table,
+    plot_curves,
+    save_results,
+    summarize,
+    train_with_curve,
+)
 from sb3_dqfd.common.experts import get_expert
 from sb3_dqfd.common.hyperparams import load_hyperparameters
 from sb3_dqfd.dqfd import DQfD
@@ -43,27 +51,6 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "recurrent-ppo": RecurrentPPO,
 }
 TRAINABLE = ("dqfd", "transformer-a2c")
-
-# rl-zoo3's tuned DQN hyperparameters (hyperparams/dqn.yml), the baseline of `compare`
-_ZOO_DQN_BOX2D = dict(
-    learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0, gamma=0.99, target_update_interval=250,
-    train_freq=4, gradient_steps=-1, exploration_fraction=0.12, exploration_final_eps=0.1,
-    policy_kwargs=dict(net_arch=[256, 256]),
-)  # fmt: skip
-ZOO_DQN_HYPERPARAMS: dict[str, dict[str, Any]] = {
-    "CartPole-v1": dict(
-        learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, gamma=0.99,
-        target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
-        exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]),
-    ),
-    "MountainCar-v0": dict(
-        learning_rate=4e-3, batch_size=128, buffer_size=10_000, learning_starts=1000, gamma=0.98,
-        target_update_interval=600, train_freq=16, gradient_steps=8, exploration_fraction=0.2,
-        exploration_final_eps=0.07, policy_kwargs=dict(net_arch=[256, 256]),
-    ),
-    "LunarLander-v3": _ZOO_DQN_BOX2D,
-    "Acrobot-v1": _ZOO_DQN_BOX2D,
-}  # fmt: skip
 
 
 class UsageError(Exception):
