@@ -209,6 +209,7 @@ def compare(
         dqfd = DQfD("MlpPolicy", make_env(env_id, 1, seed), demonstrations=demos, seed=seed, **(dqfd_kwargs or {}))
         dqfd_curve = train_with_curve(dqfd, "DQfD", seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar,
                                       before_learning=partial(dqfd.pretrain, dqfd.pretrain_steps))  # fmt: skip
+        curves.append(_teacher(demos, seed, timesteps))
         curves.append(_pretraining_only(dqfd_curve, timesteps, dqfd.pretrain_steps))
         curves.append(dqfd_curve)
         dqn = DQN("MlpPolicy", make_env(env_id, 1, seed), seed=seed, **ZOO_DQN_HYPERPARAMS[env_id])
@@ -224,6 +225,25 @@ def compare(
     print(table)
     print(f"Plot: {output / f'compare_{env_id}.png'}  results: {output / f'compare_{env_id}.json'}")
     return curves
+
+
+def _teacher(demos: Demonstrations, seed: int, timesteps: int) -> LearningCurve:
+    """
+    The teacher's level: the mean return of the demonstrations, drawn flat over the budget.
+
+    :param demos: the demonstrations the run learned from
+    :param seed: the run's seed
+    :param timesteps: the budget of the other methods
+    :return: the teacher's curve
+    """
+    returns = demos.episode_returns
+    return LearningCurve(
+        label=f"teacher ({len(demos)} demonstrations)",
+        seed=seed,
+        timesteps=[0, timesteps],
+        mean_returns=[float(returns.mean())] * 2,
+        std_returns=[float(returns.std())] * 2,
+    )
 
 
 def _pretraining_only(dqfd_curve: LearningCurve, timesteps: int, pretrain_steps: int) -> LearningCurve:

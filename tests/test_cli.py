@@ -52,11 +52,13 @@ def test_compare_writes_table_plot_and_json(tmp_path, capsys):
     argv = ["compare", "--env", "CartPole-v1", "--demos", "expert:1", "--timesteps", "200", "--seeds", "0", "--pretrain-steps"]
     assert run(*argv, "50", "--eval-freq", "100", "--eval-episodes", "1", "--output-dir", str(tmp_path)) == 0
     table = (tmp_path / "compare_CartPole-v1.md").read_text()
-    for method in ("DQfD pre-training only", "| DQfD |", "DQN (rl-zoo3)"):
+    for method in ("teacher (1 demonstrations)", "DQfD pre-training only", "| DQfD |", "DQN (rl-zoo3)"):
         assert method in table
     assert (tmp_path / "compare_CartPole-v1.png").stat().st_size > 1000
     curves = json.loads((tmp_path / "compare_CartPole-v1.json").read_text())["curves"]
-    assert {curve["label"].split(" (")[0] for curve in curves} == {"DQfD pre-training only", "DQfD", "DQN"}
+    assert {curve["label"].split(" (")[0] for curve in curves} == {"teacher", "DQfD pre-training only", "DQfD", "DQN"}
+    teacher = next(curve for curve in curves if curve["label"].startswith("teacher"))
+    assert teacher["mean_returns"] == [500.0, 500.0]  # the CartPole expert's episode is never cut short
     assert "| method |" in capsys.readouterr().out
 
 
