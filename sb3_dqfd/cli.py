@@ -337,10 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the make demo job: compare on MountainCar-v0 with 10 expert episodes")
     # A budget that finishes within 5 minutes on 2 cores; the benchmarks use the full budgets
-    demo.add_argument("--timesteps", type=int, default=10_000)
+    demo.add_argument("--timesteps", type=int, default=6_000)
     demo.add_argument("--seeds", type=int, nargs="+", default=[0])
-    demo.add_argument("--eval-freq", type=int, default=2_000)
-    demo.add_argument("--pretrain-steps", type=int, default=2_000, help="DQfD pre-training updates")
+    demo.add_argument("--eval-freq", type=int, default=1_500)
+    demo.add_argument("--pretrain-steps", type=int, default=1_500, help="DQfD pre-training updates")
     demo.add_argument("--progress-bar", action="store_true")
     demo.add_argument("--output-dir", default="demo_output")
     demo.set_defaults(func=cmd_demo)
