@@ -109,7 +109,7 @@ def cmd_record(args: argparse.Namespace) -> None:
         expert: Any = ALGORITHMS[args.algo].load(args.model, device="cpu")
     else:
         expert = get_expert(args.expert or args.env)
-    demos = record_demonstrations(expert, args.env, n_episodes=args.episodes, seed=args.seed)
+    demos = record_demonstrations(expert, args.env, n_episodes=args.episodes, seed=args.seed, progress_bar=True)
     save_demonstrations(demos, args.output)
     print(demos)
     print(f"Saved to {args.output}")
