@@ -28,21 +28,6 @@ from sb3_dqfd.wrappers.reward_scaling import RewardScaling
 ENV_ID = "LunarLander-v3"
 
 
-def mean_return(act, seeds: list[int]) -> float:
-    """Mean raw return of ``act(observation) -> action`` over one episode per seed."""
-    env = gym.make(ENV_ID)
-    returns = []
-    for seed in seeds:
-        observation, _ = env.reset(seed=seed)
-        total, done = 0.0, False
-        while not done:
-            observation, reward, terminated, truncated, _ = env.step(act(observation))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timesteps", type=int, default=50_000, help="environment steps after pre-training")
@@ -76,9 +61,10 @@ def main() -> None:
         before_learning=lambda: model.pretrain(model.pretrain_steps),
     )
 
-    seeds = [50_000 + args.seed + i for i in range(args.final_episodes)]
-    teacher_score = mean_return(teacher, seeds)
-    dqfd_score = mean_return(lambda obs: int(model.predict(obs, deterministic=True)[0]), seeds)
+    # The same evaluation seeds (50_000 + seed + i) for the teacher and the trained agent, raw env rewards
+    same_seeds = dict(n_episodes=args.final_episodes, seed=50_000 + args.seed)
+    teacher_score = record_demonstrations(teacher, ENV_ID, **same_seeds).episode_returns.mean()
+    dqfd_score = record_demonstrations(model, ENV_ID, **same_seeds).episode_returns.mean()
     print(f"evaluations during training: {np.round(curve.mean_returns, 1).tolist()}")
     print(f"same {args.final_episodes} seeds: teacher {teacher_score:.1f}, DQfD {dqfd_score:.1f}")
 
