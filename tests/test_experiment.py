@@ -31,6 +31,9 @@ def test_summarize_medians_over_seeds():
     assert b["reached"] == "0/1" and b["median_steps_to_threshold"] is None
     table = format_table(rows, 475)
     assert "| B | 1 | 0/1 | - |" in table
+    untrained = summarize([LearningCurve("teacher", 0, [0, 1000], [500.0, 500.0], [0.0, 0.0])], 475)[0]
+    assert untrained["median_train_seconds"] is None and untrained["median_steps_per_second"] is None
+    assert format_table([untrained], 475).endswith("| 500.0 | - | - |")
 
 
 def test_train_with_curve_plot_and_json(tmp_path):

@@ -209,6 +209,7 @@ def summarize(curves: Sequence[LearningCurve], threshold: float | None) -> list[
     rows = []
     for label in dict.fromkeys(curve.label for curve in curves):
         runs = [curve for curve in curves if curve.label == label]
+        trained = all(run.train_seconds > 0 for run in runs)
         steps = [run.steps_to_threshold(threshold) for run in runs] if threshold is not None else []
         reached = [step for step in steps if step is not None]
         rows.append(
@@ -221,12 +222,10 @@ def summarize(curves: Sequence[LearningCurve], threshold: float | None) -> list[
                 "median_share_at_threshold": (
                     float(np.median([run.share_at_or_above(threshold) for run in runs])) if threshold is not None else None
                 ),
-                "median_train_seconds": float(np.median([run.train_seconds for run in runs])),
-                # None for runs that did not train (e.g. a baseline derived from another run)
+                # Timing is None for runs that did not train (a baseline derived from another run, the teacher)
+                "median_train_seconds": float(np.median([run.train_seconds for run in runs])) if trained else None,
                 "median_steps_per_second": (
-                    float(np.median([run.timesteps[-1] / run.train_seconds for run in runs]))
-                    if all(run.train_seconds > 0 for run in runs)
-                    else None
+                    float(np.median([run.timesteps[-1] / run.train_seconds for run in runs])) if trained else None
                 ),
             }
         )
@@ -252,7 +251,7 @@ def format_table(rows: Sequence[dict[str, Any]], threshold: float | None) -> str
         lines.append(
             f"| {row['method']} | {row['seeds']} | {row['reached']} | {fmt(row['median_steps_to_threshold'], '{:,.0f}')} "
             f"| {fmt(row['median_share_at_threshold'], '{:.0%}')} | {row['median_final_return']:.1f} "
-            f"| {row['median_train_seconds']:.1f} | {fmt(row['median_steps_per_second'], '{:.0f}')} |"
+            f"| {fmt(row['median_train_seconds'], '{:.1f}')} | {fmt(row['median_steps_per_second'], '{:.0f}')} |"
         )
     return "\n".join(lines)
 
