@@ -57,7 +57,7 @@ class FixedBatchBuffer:
     def sample(self, batch_size, env=None, demo_only=False):
         return self.samples
 
-    def update_priorities(self, indices, td_errors):
+    def _set_priorities(self, indices, td_errors):
         self.updates.append((np.array(indices), np.array(td_errors)))
 
     def priorities(self, indices):

@@ -433,19 +433,29 @@ class DQfDReplayBuffer(ReplayBuffer):
             raise ValueError(
                 f"update_priorities got {indices.size} indices but {td_errors.size} TD errors (expected one per index)"
             )
-        if not np.all(np.isfinite(td_errors)):
-            raise ValueError(f"update_priorities: TD errors must be finite, got {td_errors[~np.isfinite(td_errors)]}")
         if indices.size and (indices.min() < 0 or indices.max() >= self.size()):
             raise ValueError(
                 f"update_priorities: indices must lie in [0, {self.size()}) (the stored transitions), "
                 f"got min {indices.min()} and max {indices.max()}"
             )
-        if self._tree is None or indices.size == 0:
+        if indices.size:
+            self._set_priorities(indices, td_errors)
+
+    def _set_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        """
+        :meth:`update_priorities` without its index checks, for the indices of a batch this buffer sampled.
+
+        :param indices: buffer indices in ``[0, size())``, shape ``[B]``, ``B >= 1``
+        :param td_errors: TD errors of those rows, shape ``[B]``
+        """
+        if not np.all(np.isfinite(td_errors)):
+            # A diverged network: stop before a NaN priority poisons every sum above it in the tree
+            raise ValueError(f"update_priorities: TD errors must be finite, got {td_errors[~np.isfinite(td_errors)]}")
+        if self._tree is None:
             return
         # The bonus follows what the index holds, not the row's position in the batch
         eps = np.where(indices < self._n_demonstrations, self.demo_eps, self.agent_eps)
         priorities = (np.abs(td_errors) + eps) ** self.alpha
-        # Arguments checked above: skip SumTree.update's checks
         self._tree._set(indices.astype(np.int64, copy=False), priorities)
         self.max_priority = max(self.max_priority, float(priorities.max()))
 

@@ -447,6 +447,13 @@ class DQfD(DQN):
         if self.demonstrations is not None:
             self.replay_buffer.add_demonstrations(self._scaled_demonstrations(self.demonstrations))
 
+    def _create_aliases(self) -> None:
+        super()._create_aliases()
+        # Listed once: walking the module tree on every gradient step is a measurable share of a small network's step
+        self._trainable_parameters: list[th.Tensor] = [
+            parameter for parameter in self.q_net.parameters() if parameter.requires_grad
+        ]
+
     def _demonstrations_to_arrays(self, demonstrations: Demonstrations | None) -> SimpleNamespace:
         """
         Pack the demonstrations as tensors saved in ``pytorch_variables.pth`` by :meth:`save` (no pickle).
@@ -546,21 +553,22 @@ class DQfD(DQN):
         # added to the gradients in one fused op below: the same update as back-propagating the term (and as Adam
         # weight_decay = 2 lambda_3), without a graph over every parameter. Its value is computed for logging only.
         loss = losses["td"] + self.n_step_coef * losses["n_step"] + self.margin_coef * losses["margin"]
-        parameters: list[th.Tensor] = [parameter for parameter in self.q_net.parameters() if parameter.requires_grad]
+        parameters = self._trainable_parameters
         with th.no_grad():
             loss_l2 = l2_penalty(parameters)
 
         self.policy.optimizer.zero_grad()
         loss.backward()
+        with_grad: list[th.Tensor] = [parameter for parameter in parameters if parameter.grad is not None]
+        grads = [parameter.grad for parameter in with_grad if parameter.grad is not None]
         if self.l2_coef > 0:
-            with_grad = [parameter for parameter in parameters if parameter.grad is not None]
-            grads = [parameter.grad for parameter in with_grad if parameter.grad is not None]
             th._foreach_add_(grads, with_grad, alpha=2.0 * self.l2_coef)
-        th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        # The target network has no gradients: clipping the online parameters is SB3's clip over policy.parameters()
+        th.nn.utils.clip_grad_norm_(with_grad, self.max_grad_norm, foreach=True)
         self.policy.optimizer.step()
 
-        td_errors = losses["td_errors"].cpu().numpy()
-        self.replay_buffer.update_priorities(data.indices, td_errors)
+        # Indices straight from the buffer: skip update_priorities' index checks
+        self.replay_buffer._set_priorities(data.indices, losses["td_errors"].cpu().numpy())
         is_demo = data.is_demo.reshape(-1).cpu().numpy() > 0.5
         stats = {
             "loss": loss.item() + self.l2_coef * loss_l2.item(),

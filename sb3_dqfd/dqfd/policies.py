@@ -95,6 +95,7 @@ class DQfDPolicy(DQNPolicy):
     :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
     :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
     :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
+        (``None``: ``fused=True`` for Adam and AdamW)
     :param dueling: Use a dueling head (True by default, as in the DQfD paper)
     """
 
@@ -120,6 +121,10 @@ class DQfDPolicy(DQNPolicy):
         if net_arch is None and features_extractor_class != NatureCNN:
             # Wider than SB3 DQN's [64, 64]: imitates the classic-control experts within a few thousand updates
             net_arch = [256, 256]
+        if optimizer_kwargs is None and optimizer_class in (th.optim.Adam, th.optim.AdamW):
+            # One fused kernel for the whole update instead of ~10 ops per parameter tensor: same maths, and on small
+            # networks the per-tensor loop is a large share of a DQfD gradient step (see benchmarks/bench_dqfd.py)
+            optimizer_kwargs = dict(fused=True)
         super().__init__(
             observation_space,
             action_space,
