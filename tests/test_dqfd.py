@@ -6,6 +6,8 @@ import pytest
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_dqfd.common.buffers import DQfDReplayBufferSamples
 from sb3_dqfd.common.demonstrations import Demonstrations, record_demonstrations
@@ -337,3 +339,50 @@ def test_atari_preset_holds_valid_constructor_arguments(demos):
     model = DQfD("MlpPolicy", "CartPole-v1", demonstrations=demos, **params)
     assert (model.n_steps, model.margin, model.l2_coef, model.target_update_interval) == (10, 0.8, 1e-5, 10_000)
     assert model.exploration_rate == 0.0 and model.exploration_schedule(1.0) == pytest.approx(0.01)
+
+
+def mountain_car_demonstrations(n_episodes: int = 2) -> Demonstrations:
+    return record_demonstrations(get_expert("MountainCar-v0"), gym.make("MountainCar-v0"), n_episodes, seed=0)
+
+
+def test_normalize_observations_uses_the_demonstrations_statistics():
+    demos = mountain_car_demonstrations()
+    model = small_model("MountainCar-v0", demos, normalize_observations=True)
+    observations = np.concatenate([episode.observations for episode in demos]).astype(np.float64)
+    mean, std = observations.mean(axis=0), observations.std(axis=0)
+    for q_net in (model.q_net, model.q_net_target):
+        extractor = q_net.features_extractor
+        np.testing.assert_allclose(extractor.mean.numpy(), mean, rtol=1e-5)
+        np.testing.assert_allclose(extractor.std.numpy(), std, rtol=1e-5)
+    batch = th.as_tensor(observations[:5], dtype=th.float32)
+    expected = (observations[:5] - mean) / std
+    np.testing.assert_allclose(model.q_net.features_extractor(batch).numpy(), expected, rtol=1e-4, atol=1e-5)
+    # Both features stand on the same scale: MountainCar's raw velocity is ~20x smaller than its position
+    standardized = model.q_net.features_extractor(th.as_tensor(observations, dtype=th.float32)).numpy()
+    np.testing.assert_allclose(standardized.std(axis=0), [1.0, 1.0], rtol=1e-3)
+
+
+def test_normalize_observations_statistics_survive_save_and_load(tmp_path):
+    demos = mountain_car_demonstrations()
+    model = small_model("MountainCar-v0", demos, normalize_observations=True)
+    model.save(tmp_path / "model")
+    loaded = DQfD.load(tmp_path / "model", env=gym.make("MountainCar-v0"))
+    np.testing.assert_array_equal(loaded.q_net.features_extractor.std.numpy(), model.q_net.features_extractor.std.numpy())
+    observations = np.concatenate([episode.observations for episode in demos])
+    np.testing.assert_array_equal(
+        loaded.predict(observations, deterministic=True)[0], model.predict(observations, deterministic=True)[0]
+    )
+    loaded.learn(20)  # continues with the saved demonstrations and statistics
+    np.testing.assert_array_equal(loaded.q_net.features_extractor.std.numpy(), model.q_net.features_extractor.std.numpy())
+
+
+def test_normalize_observations_bad_input():
+    demos = mountain_car_demonstrations(1)
+    with pytest.raises(ValueError, match="pass demonstrations"):
+        DQfD("MlpPolicy", "MountainCar-v0", normalize_observations=True)
+    with pytest.raises(ValueError, match="FlattenExtractor: drop one of the two"):
+        small_model(
+            "MountainCar-v0", demos, normalize_observations=True, policy_kwargs=dict(features_extractor_class=FlattenExtractor)
+        )
+    with pytest.raises(ValueError, match="normalize observations twice"):
+        small_model(VecNormalize(make_vec_env("MountainCar-v0")), demos, normalize_observations=True)

@@ -1,6 +1,22 @@
 """DQfD: Deep Q-learning from Demonstrations (Hester et al., AAAI 2018)."""
 
 from sb3_dqfd.dqfd.dqfd import ATARI_PAPER_HYPERPARAMS, DQfD
-from sb3_dqfd.dqfd.policies import CnnPolicy, DQfDPolicy, DuelingQNetwork, MlpPolicy, MultiInputPolicy
+from sb3_dqfd.dqfd.policies import (
+    CnnPolicy,
+    DQfDPolicy,
+    DuelingQNetwork,
+    MlpPolicy,
+    MultiInputPolicy,
+    StandardizeExtractor,
+)
 
-__all__ = ["ATARI_PAPER_HYPERPARAMS", "CnnPolicy", "DQfD", "DQfDPolicy", "DuelingQNetwork", "MlpPolicy", "MultiInputPolicy"]
+__all__ = [
+    "ATARI_PAPER_HYPERPARAMS",
+    "CnnPolicy",
+    "DQfD",
+    "DQfDPolicy",
+    "DuelingQNetwork",
+    "MlpPolicy",
+    "MultiInputPolicy",
+    "StandardizeExtractor",
+]

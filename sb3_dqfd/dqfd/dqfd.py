@@ -11,6 +11,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.dqn.dqn import DQN
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from sb3_dqfd.common.buffers import DQfDReplayBuffer, DQfDReplayBufferSamples
 from sb3_dqfd.common.demonstrations import Demonstrations, Episode, load_demonstrations
 from sb3_dqfd.common.utils import flush_denormal
-from sb3_dqfd.dqfd.policies import CnnPolicy, DQfDPolicy, MlpPolicy, MultiInputPolicy
+from sb3_dqfd.dqfd.policies import CnnPolicy, DQfDPolicy, MlpPolicy, MultiInputPolicy, StandardizeExtractor
 from sb3_dqfd.wrappers.reward_scaling import demonstration_reward_transform
 
 SelfDQfD = TypeVar("SelfDQfD", bound="DQfD")
@@ -220,6 +221,10 @@ class DQfD(DQN):
     :param beta_annealing_fraction: fraction of each ``learn()`` budget over which beta reaches 1
     :param agent_eps: priority bonus of agent transitions (paper: 0.001)
     :param demo_eps: priority bonus of demonstration transitions (paper: 1.0)
+    :param normalize_observations: standardize (Box) observations inside the Q-networks with the mean and standard
+        deviation of the demonstrations' observations, fixed before pre-training and saved with the policy
+        (:class:`~sb3_dqfd.dqfd.policies.StandardizeExtractor`). Helps where features live on very different
+        scales (MountainCar's velocity is 20x smaller than its position). Needs demonstrations; not with ``VecNormalize``
     :param target_update_interval: update the target network every ``target_update_interval`` environment steps
         during ``learn()``, and every ``target_update_interval`` gradient steps during pre-training
     :param exploration_fraction: fraction of entire training period over which the exploration rate is reduced
@@ -276,6 +281,7 @@ class DQfD(DQN):
         beta_annealing_fraction: float = 1.0,
         agent_eps: float = 1e-3,
         demo_eps: float = 1.0,
+        normalize_observations: bool = False,
         target_update_interval: int = 1_000,
         exploration_fraction: float = 0.1,
         exploration_initial_eps: float | None = None,
@@ -309,6 +315,8 @@ class DQfD(DQN):
                     "gymnasium.wrappers.FlattenObservation."
                 )
         has_demonstrations = demonstrations is not None
+        if normalize_observations:
+            policy_kwargs = self._standardizing_policy_kwargs(policy_kwargs, has_demonstrations)
         if exploration_initial_eps is None:
             exploration_initial_eps = exploration_final_eps if has_demonstrations else 1.0
 
@@ -352,6 +360,12 @@ class DQfD(DQN):
         self.beta_annealing_fraction = beta_annealing_fraction
         self.agent_eps = agent_eps
         self.demo_eps = demo_eps
+        self.normalize_observations = normalize_observations
+        if normalize_observations and self._vec_normalize_env is not None:
+            raise ValueError(
+                "DQfD: normalize_observations=True and a VecNormalize env would normalize observations twice: "
+                "use one of them (VecNormalize(..., norm_obs=False) to keep its reward normalization)"
+            )
         # Pre-training runs once per model: the flag is saved, so a loaded model does not pre-train again
         self.pretrained = False
         self._n_pretrain_updates = 0
@@ -427,6 +441,33 @@ class DQfD(DQN):
                 "much larger to hold the agent's own data"
             )
 
+    @staticmethod
+    def _standardizing_policy_kwargs(policy_kwargs: dict[str, Any] | None, has_demonstrations: bool) -> dict[str, Any]:
+        """``policy_kwargs`` with :class:`StandardizeExtractor` as features extractor, for ``normalize_observations``."""
+        if not has_demonstrations:
+            raise ValueError(
+                "DQfD: normalize_observations=True standardizes observations with the demonstrations' statistics: "
+                "pass demonstrations=..."
+            )
+        policy_kwargs = dict(policy_kwargs or {})
+        extractor = policy_kwargs.setdefault("features_extractor_class", StandardizeExtractor)
+        if not (isinstance(extractor, type) and issubclass(extractor, StandardizeExtractor)):
+            raise ValueError(
+                f"DQfD: normalize_observations=True uses StandardizeExtractor as features extractor, but policy_kwargs "
+                f"asks for {getattr(extractor, '__name__', extractor)}: drop one of the two"
+            )
+        return policy_kwargs
+
+    def _set_observation_statistics(self, demonstrations: Demonstrations) -> None:
+        """Standardize the Q-networks' inputs with the demonstrations' observations (as the networks see them)."""
+        observations = th.as_tensor(np.concatenate([episode.observations for episode in demonstrations]))
+        for q_net in (self.q_net, self.q_net_target):
+            # The extractor receives preprocessed observations (e.g. images divided by 255): measure those
+            preprocessed = preprocess_obs(observations, self.observation_space, normalize_images=q_net.normalize_images)
+            extractor = q_net.features_extractor
+            if isinstance(extractor, StandardizeExtractor) and isinstance(preprocessed, th.Tensor):
+                extractor.set_statistics(preprocessed.cpu().numpy())
+
     def _setup_model(self) -> None:
         self.replay_buffer_kwargs = {
             **self.replay_buffer_kwargs,
@@ -449,6 +490,9 @@ class DQfD(DQN):
         self.demonstration_arrays = self._demonstrations_to_arrays(self.demonstrations)
         if self.demonstrations is not None:
             self.replay_buffer.add_demonstrations(self._scaled_demonstrations(self.demonstrations))
+            # After load() there are no demonstrations here yet: the saved state_dict brings the statistics back
+            if self.normalize_observations:
+                self._set_observation_statistics(self.demonstrations)
 
     def _create_aliases(self) -> None:
         super()._create_aliases()

@@ -2,8 +2,10 @@
 
 from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -14,6 +16,46 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
+
+
+class StandardizeExtractor(BaseFeaturesExtractor):
+    """
+    Flatten, then standardize each feature with a fixed mean and standard deviation: ``(obs - mean) / std``.
+
+    The statistics are buffers of the module, so they are saved and loaded with the policy's ``state_dict``. Until
+    :meth:`set_statistics` is called they are 0 and 1 (the identity). DQfD sets them from the demonstrations'
+    observations (``normalize_observations=True``), before any update, so pre-training and interaction see the same
+    input scale: unlike a running normalization, the inputs of the pre-trained network never drift.
+
+    :param observation_space: the (Box) observation space
+    """
+
+    mean: th.Tensor
+    std: th.Tensor
+
+    def __init__(self, observation_space: spaces.Space) -> None:
+        if not isinstance(observation_space, spaces.Box):
+            raise ValueError(f"StandardizeExtractor needs a Box observation space, got {observation_space}")
+        super().__init__(observation_space, get_flattened_obs_dim(observation_space))
+        self.flatten = nn.Flatten()
+        self.register_buffer("mean", th.zeros(self.features_dim))
+        self.register_buffer("std", th.ones(self.features_dim))
+
+    def set_statistics(self, observations: np.ndarray) -> None:
+        """
+        Use the mean and standard deviation of ``observations``; a constant feature keeps a scale of 1.
+
+        :param observations: observations, shape ``[N, *obs_shape]``, ``N >= 1``
+        """
+        flat = np.asarray(observations, dtype=np.float64).reshape(len(observations), -1)  # [N, features_dim]
+        std = flat.std(axis=0)
+        # A feature that never moved in the data (std ~ 0) would be divided by ~0: leave its scale alone
+        std = np.where(std > 1e-8, std, 1.0)
+        self.mean.copy_(th.as_tensor(flat.mean(axis=0), dtype=self.mean.dtype))
+        self.std.copy_(th.as_tensor(std, dtype=self.std.dtype))
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return (self.flatten(observations) - self.mean) / self.std  # [B, features_dim]
 
 
 class DuelingQNetwork(QNetwork):
