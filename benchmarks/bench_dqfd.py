@@ -154,7 +154,12 @@ def gradient_step_cost(n_steps: int = 300, batch_size: int = 64, net_arch: tuple
     models = {
         "DQfD": DQfD("MlpPolicy", "CartPole-v1", demonstrations=demos, pretrain_steps=0, policy_kwargs=arch, **common),
         "DQfD plain head": DQfD(
-            "MlpPolicy", "CartPole-v1", demonstrations=demos, pretrain_steps=0, policy_kwargs=dict(arch, dueling=False), **common
+            "MlpPolicy",
+            "CartPole-v1",
+            demonstrations=demos,
+            pretrain_steps=0,
+            policy_kwargs=dict(arch, dueling=False),
+            **common,
         ),
         "DQN": DQN("MlpPolicy", "CartPole-v1", policy_kwargs=arch, **common),
         "DQN fused Adam": DQN(
@@ -196,7 +201,8 @@ def main() -> None:
     print(
         f"gradient step (CartPole, [256, 256], batch 64): DQfD {cost['DQfD'] * 1e3:.2f} ms, "
         f"DQN {cost['DQN'] * 1e3:.2f} ms (ratio {cost['ratio']:.2f}), "
-        f"DQfD with a plain head {cost['DQfD plain head'] * 1e3:.2f} ms vs DQN with fused Adam {cost['DQN fused Adam'] * 1e3:.2f} ms "
+        f"DQfD with a plain head {cost['DQfD plain head'] * 1e3:.2f} ms "
+        f"vs DQN with fused Adam {cost['DQN fused Adam'] * 1e3:.2f} ms "
         f"(ratio {cost['ratio_same_network_and_optimizer']:.2f})",
         flush=True,
     )
