@@ -1,5 +1,6 @@
 """
-DQfD (defaults) against SB3 DQN (rl-zoo3 tuned hyperparameters) side by side, plus the cost of one gradient step.
+DQfD (the shipped sb3_dqfd/hyperparams/dqfd.yml) against SB3 DQN (rl-zoo3 tuned) side by side, plus the cost of one
+gradient step.
 
 Per task and seed: record expert demonstrations, pre-train DQfD and evaluate it (10 deterministic episodes, 20 on
 MountainCar) right after pre-training and every 2,500 environment steps; train DQN with rl-zoo3's hyperparameters
@@ -39,26 +40,27 @@ from sb3_dqfd.common.experiment import (
     train_with_curve,
 )
 from sb3_dqfd.common.experts import get_expert
+from sb3_dqfd.common.hyperparams import RUN_KEYS, load_hyperparameters
 from sb3_dqfd.dqfd import DQfD
+from sb3_dqfd.zoo import HYPERPARAMS_DIR
 
 RESULTS = Path(__file__).parent / "results"
+DQFD_HYPERPARAMETERS = HYPERPARAMS_DIR / "dqfd.yml"
 
-# Task settings: demonstrations, threshold, evaluation episodes, budgets (small default, --full), and the DQfD
-# arguments that differ from its defaults (as rl-zoo3 keeps per-env hyperparameters; also in hyperparams/dqfd.yml)
+# Task settings: demonstrations, threshold, evaluation episodes and budgets (small default, --full). DQfD's
+# hyperparameters come from DQFD_HYPERPARAMETERS, as rl-zoo3 keeps them per environment.
 TASKS: dict[str, dict[str, Any]] = {
-    "CartPole-v1": dict(n_demo_episodes=5, threshold=475.0, n_eval_episodes=10, small=10_000, full=50_000, dqfd_kwargs={}),
-    "MountainCar-v0": dict(
-        n_demo_episodes=10,
-        threshold=-110.0,
-        n_eval_episodes=20,
-        small=10_000,
-        full=30_000,
-        # Position and velocity differ 20x in scale: standardized inputs let the network separate the velocity's sign
-        dqfd_kwargs=dict(normalize_observations=True),
-    ),
-    "LunarLander-v3": dict(n_demo_episodes=20, threshold=200.0, n_eval_episodes=10, small=5_000, full=50_000, dqfd_kwargs={}),
+    "CartPole-v1": dict(n_demo_episodes=5, threshold=475.0, n_eval_episodes=10, small=10_000, full=50_000),
+    "MountainCar-v0": dict(n_demo_episodes=10, threshold=-110.0, n_eval_episodes=20, small=10_000, full=30_000),
+    "LunarLander-v3": dict(n_demo_episodes=20, threshold=200.0, n_eval_episodes=10, small=5_000, full=50_000),
 }
 EVAL_FREQ = 2_500
+
+
+def dqfd_hyperparameters(env_id: str) -> dict[str, Any]:
+    """DQfD's arguments from the shipped YAML entry of ``env_id``: the benchmark measures exactly what ships."""
+    entry = load_hyperparameters(DQFD_HYPERPARAMETERS, env_id, DQfD)
+    return {key: value for key, value in entry.items() if key not in (*RUN_KEYS, "demonstrations")}
 
 
 def expert_demonstrations(env_id: str, n_episodes: int, seed: int) -> Demonstrations:
@@ -93,7 +95,7 @@ def run_task(env_id: str, seeds: list[int], budget: int, run_dqn: bool) -> tuple
         demos = expert_demonstrations(env_id, task["n_demo_episodes"], seed)
         extra[f"demo_return_seed{seed}"] = float(demos.episode_returns.mean())
         eval_env = make_vec_env(env_id, n_envs=1, seed=1_000 + seed)
-        model = DQfD("MlpPolicy", env_id, demonstrations=demos, seed=seed, **task["dqfd_kwargs"])
+        model = DQfD("MlpPolicy", env_id, demonstrations=demos, seed=seed, **dqfd_hyperparameters(env_id))
         curves.append(
             train_with_curve(
                 model,
@@ -220,12 +222,12 @@ def main() -> None:
         plot_curves(
             curves,
             RESULTS / f"{name}.png",
-            f"{env_id}: DQfD {task['dqfd_kwargs'] or '(defaults)'} vs DQN (rl-zoo3)",
+            f"{env_id}: DQfD (hyperparams/dqfd.yml) vs DQN (rl-zoo3)",
             task["threshold"],
         )
         report[env_id] = {
             "budget": budget,
-            "dqfd_kwargs": task["dqfd_kwargs"],
+            "dqfd_hyperparameters": {key: str(value) for key, value in dqfd_hyperparameters(env_id).items()},
             "summary": rows,
             "criteria": checks,
             "extra": extra,
