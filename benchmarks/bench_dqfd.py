@@ -40,27 +40,19 @@ from sb3_dqfd.common.experiment import (
     train_with_curve,
 )
 from sb3_dqfd.common.experts import get_expert
-from sb3_dqfd.common.hyperparams import RUN_KEYS, load_hyperparameters
+from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
-from sb3_dqfd.zoo import HYPERPARAMS_DIR
 
 RESULTS = Path(__file__).parent / "results"
-DQFD_HYPERPARAMETERS = HYPERPARAMS_DIR / "dqfd.yml"
 
 # Task settings: demonstrations, threshold, evaluation episodes and budgets (small default, --full). DQfD's
-# hyperparameters come from DQFD_HYPERPARAMETERS, as rl-zoo3 keeps them per environment.
+# hyperparameters are the shipped ones (sb3_dqfd/hyperparams/dqfd.yml), as rl-zoo3 keeps them per environment.
 TASKS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(n_demo_episodes=5, threshold=475.0, n_eval_episodes=10, small=10_000, full=50_000),
     "MountainCar-v0": dict(n_demo_episodes=10, threshold=-110.0, n_eval_episodes=20, small=10_000, full=30_000),
     "LunarLander-v3": dict(n_demo_episodes=20, threshold=200.0, n_eval_episodes=10, small=5_000, full=50_000),
 }
 EVAL_FREQ = 2_500
-
-
-def dqfd_hyperparameters(env_id: str) -> dict[str, Any]:
-    """DQfD's arguments from the shipped YAML entry of ``env_id``: the benchmark measures exactly what ships."""
-    entry = load_hyperparameters(DQFD_HYPERPARAMETERS, env_id, DQfD)
-    return {key: value for key, value in entry.items() if key not in (*RUN_KEYS, "demonstrations")}
 
 
 def expert_demonstrations(env_id: str, n_episodes: int, seed: int) -> Demonstrations:
@@ -95,7 +87,7 @@ def run_task(env_id: str, seeds: list[int], budget: int, run_dqn: bool) -> tuple
         demos = expert_demonstrations(env_id, task["n_demo_episodes"], seed)
         extra[f"demo_return_seed{seed}"] = float(demos.episode_returns.mean())
         eval_env = make_vec_env(env_id, n_envs=1, seed=1_000 + seed)
-        model = DQfD("MlpPolicy", env_id, demonstrations=demos, seed=seed, **dqfd_hyperparameters(env_id))
+        model = DQfD("MlpPolicy", env_id, demonstrations=demos, seed=seed, **shipped_hyperparameters(DQfD, env_id))
         curves.append(
             train_with_curve(
                 model,
@@ -227,7 +219,7 @@ def main() -> None:
         )
         report[env_id] = {
             "budget": budget,
-            "dqfd_hyperparameters": {key: str(value) for key, value in dqfd_hyperparameters(env_id).items()},
+            "dqfd_hyperparameters": {key: str(value) for key, value in shipped_hyperparameters(DQfD, env_id).items()},
             "summary": rows,
             "criteria": checks,
             "extra": extra,

@@ -21,6 +21,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_dqfd.common.demonstrations import record_demonstrations
 from sb3_dqfd.common.experts import get_expert
+from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
 
 WINDOW = 20
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=20_000, help="environment steps after pre-training")
     parser.add_argument("--seed", type=int, default=0, help="seed of the demonstrations, the model and the env")
     parser.add_argument("--demo-episodes", type=int, default=5, help="expert episodes to record")
-    parser.add_argument("--pretrain-steps", type=int, default=None, help="demo-only updates (default: DQfD's default)")
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="demo-only updates (default: the shipped value)")
     parser.add_argument("--output", default="cartpole_dqfd.png", help="where to write the plot")
     args = parser.parse_args()
 
@@ -40,8 +41,11 @@ def main() -> None:
     )
     print(demonstrations)
     env = make_vec_env("CartPole-v1", n_envs=1, seed=args.seed)  # Monitor-wrapped: episode returns in infos
-    extra = {} if args.pretrain_steps is None else {"pretrain_steps": args.pretrain_steps}
-    model = DQfD("MlpPolicy", env, demonstrations=demonstrations, seed=args.seed, verbose=0, **extra)
+    # The shipped hyperparameters for this task (sb3_dqfd/hyperparams/dqfd.yml), as the benchmarks run them
+    hyperparameters = shipped_hyperparameters(DQfD, "CartPole-v1")
+    if args.pretrain_steps is not None:
+        hyperparameters["pretrain_steps"] = args.pretrain_steps
+    model = DQfD("MlpPolicy", env, demonstrations=demonstrations, seed=args.seed, verbose=0, **hyperparameters)
     model.learn(args.timesteps)
 
     returns = np.array([float(info["r"]) for info in model.ep_info_buffer])

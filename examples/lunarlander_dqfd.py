@@ -22,6 +22,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from sb3_dqfd.common.demonstrations import record_demonstrations
 from sb3_dqfd.common.experiment import train_with_curve
 from sb3_dqfd.common.experts import get_expert
+from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
 from sb3_dqfd.wrappers.reward_scaling import RewardScaling
 
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the demonstrations, the model and the env")
     parser.add_argument("--demo-episodes", type=int, default=20, help="heuristic episodes to record")
     parser.add_argument("--reward-scale", type=float, default=0.01, help="fixed reward scale for agent and demos")
-    parser.add_argument("--pretrain-steps", type=int, default=None, help="demo-only updates (default: DQfD's default)")
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="demo-only updates (default: the shipped value)")
     parser.add_argument("--eval-freq", type=int, default=2_500, help="evaluate every this many environment steps")
     parser.add_argument("--final-episodes", type=int, default=100, help="episodes of the final comparison")
     parser.add_argument("--output", default="lunarlander_dqfd.png", help="where to write the plot")
@@ -47,8 +48,11 @@ def main() -> None:
     env = make_vec_env(
         ENV_ID, n_envs=1, seed=args.seed, wrapper_class=RewardScaling, wrapper_kwargs=dict(scale=args.reward_scale)
     )
-    extra = {} if args.pretrain_steps is None else {"pretrain_steps": args.pretrain_steps}
-    model = DQfD("MlpPolicy", env, demonstrations=demonstrations, seed=args.seed, **extra)
+    # The shipped hyperparameters for this task (sb3_dqfd/hyperparams/dqfd.yml), as the benchmarks run them
+    hyperparameters = shipped_hyperparameters(DQfD, ENV_ID)
+    if args.pretrain_steps is not None:
+        hyperparameters["pretrain_steps"] = args.pretrain_steps
+    model = DQfD("MlpPolicy", env, demonstrations=demonstrations, seed=args.seed, **hyperparameters)
     eval_env = make_vec_env(ENV_ID, n_envs=1, seed=1_000 + args.seed)  # raw rewards
     curve = train_with_curve(
         model,

@@ -21,6 +21,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from sb3_dqfd.common.demonstrations import record_demonstrations
 from sb3_dqfd.common.experiment import train_with_curve
 from sb3_dqfd.common.experts import get_expert
+from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
 
 ENV_ID = "MountainCar-v0"
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=30_000, help="environment steps after pre-training")
     parser.add_argument("--seed", type=int, default=0, help="seed of the demonstrations, the model and the env")
     parser.add_argument("--demo-episodes", type=int, default=10, help="teacher episodes to record")
-    parser.add_argument("--pretrain-steps", type=int, default=None, help="demo-only updates (default: DQfD's default)")
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="demo-only updates (default: the shipped value)")
     parser.add_argument("--eval-freq", type=int, default=2_500, help="evaluate every this many environment steps")
     parser.add_argument("--output", default="mountaincar_dqfd.png", help="where to write the plot")
     args = parser.parse_args()
@@ -39,8 +40,11 @@ def main() -> None:
     teacher = get_expert(ENV_ID)
     demonstrations = record_demonstrations(teacher, gym.make(ENV_ID), args.demo_episodes, seed=10_000 * (args.seed + 1))
     print(demonstrations)
-    extra = {} if args.pretrain_steps is None else {"pretrain_steps": args.pretrain_steps}
-    model = DQfD("MlpPolicy", ENV_ID, demonstrations=demonstrations, seed=args.seed, **extra)
+    # The shipped hyperparameters for this task (sb3_dqfd/hyperparams/dqfd.yml), as the benchmarks run them
+    hyperparameters = shipped_hyperparameters(DQfD, ENV_ID)
+    if args.pretrain_steps is not None:
+        hyperparameters["pretrain_steps"] = args.pretrain_steps
+    model = DQfD("MlpPolicy", ENV_ID, demonstrations=demonstrations, seed=args.seed, **hyperparameters)
     eval_env = make_vec_env(ENV_ID, n_envs=1, seed=1_000 + args.seed)
     curve = train_with_curve(
         model,

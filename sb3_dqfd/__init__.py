@@ -12,6 +12,7 @@ from sb3_dqfd.common.demonstrations import (
     save_demonstrations,
 )
 from sb3_dqfd.common.experts import EXPERTS, get_expert
+from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
 from sb3_dqfd.transformer_a2c import TransformerA2C
 
@@ -33,4 +34,5 @@ __all__ = [
     "load_demonstrations",
     "record_demonstrations",
     "save_demonstrations",
+    "shipped_hyperparameters",
 ]

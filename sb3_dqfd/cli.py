@@ -31,7 +31,7 @@ from sb3_dqfd.common.experiment import (
     train_with_curve,
 )
 from sb3_dqfd.common.experts import get_expert
-from sb3_dqfd.common.hyperparams import load_hyperparameters
+from sb3_dqfd.common.hyperparams import load_hyperparameters, shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
 from sb3_dqfd.transformer_a2c import TransformerA2C
 from sb3_dqfd.wrappers import PRESETS
@@ -189,6 +189,9 @@ def compare(
     """
     DQfD vs rl-zoo3's tuned DQN vs DQfD's pre-training alone, side by side on one environment over several seeds.
 
+    DQfD uses the package's hyperparameters for ``env_id`` (:func:`~sb3_dqfd.shipped_hyperparameters`), as DQN uses
+    rl-zoo3's.
+
     :param env_id: the environment id
     :param demos_spec: the demonstrations, as ``--demos`` takes them
     :param timesteps: environment steps per run
@@ -197,16 +200,17 @@ def compare(
     :param eval_episodes: episodes per evaluation
     :param output_dir: where the table (Markdown), the plot and the JSON go
     :param progress_bar: show progress bars
-    :param dqfd_kwargs: DQfD arguments that differ from its defaults (e.g. ``pretrain_steps``)
+    :param dqfd_kwargs: DQfD arguments on top of the shipped ones for ``env_id`` (e.g. ``pretrain_steps``)
     :return: the learning curves
     """
     if env_id not in ZOO_DQN_HYPERPARAMS:
         raise UsageError(f"compare has tuned DQN settings for {sorted(ZOO_DQN_HYPERPARAMS)}, not {env_id!r}")
+    dqfd_kwargs = {**shipped_hyperparameters(DQfD, env_id), **(dqfd_kwargs or {})}
     curves = []
     for seed in seeds:
         eval_env = make_env(env_id, 1, seed + 10_000)
         demos = demonstrations_from_arg(demos_spec, env_id, seed)
-        dqfd = DQfD("MlpPolicy", make_env(env_id, 1, seed), demonstrations=demos, seed=seed, **(dqfd_kwargs or {}))
+        dqfd = DQfD("MlpPolicy", make_env(env_id, 1, seed), demonstrations=demos, seed=seed, **dqfd_kwargs)
         dqfd_curve = train_with_curve(dqfd, "DQfD", seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar,
                                       before_learning=partial(dqfd.pretrain, dqfd.pretrain_steps))  # fmt: skip
         curves.append(_teacher(demos, seed, timesteps))

@@ -6,7 +6,8 @@ import pytest
 from stable_baselines3 import DQN
 from stable_baselines3.common.utils import LinearSchedule
 
-from sb3_dqfd.common.hyperparams import load_hyperparameters
+from sb3_dqfd import DQfD, TransformerA2C, record_demonstrations, shipped_hyperparameters
+from sb3_dqfd.common.hyperparams import RUN_KEYS, load_hyperparameters
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -64,3 +65,25 @@ def test_bad_files(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         load_hyperparameters(tmp_path / "nope.yml", "CartPole-v1", DQN)
+
+
+@pytest.mark.parametrize("algorithm, env_id", [(DQfD, "MountainCar-v0"), (TransformerA2C, "CartPoleNoVel-v1")])
+def test_shipped_hyperparameters_are_constructor_arguments(algorithm, env_id):
+    params = shipped_hyperparameters(algorithm, env_id)
+    assert not set(params) & {*RUN_KEYS, "demonstrations"}
+    file = "dqfd.yml" if algorithm is DQfD else "transformer_a2c.yml"
+    entry = load_hyperparameters(Path(__file__).parents[1] / "sb3_dqfd" / "hyperparams" / file, env_id, algorithm)
+    assert params == {key: value for key, value in entry.items() if key not in {*RUN_KEYS, "demonstrations"}}
+
+
+def test_shipped_hyperparameters_build_the_benchmarked_dqfd():
+    demos = record_demonstrations("MountainCar-v0", "MountainCar-v0", n_episodes=1, seed=0)
+    model = DQfD("MlpPolicy", "MountainCar-v0", demonstrations=demos, **shipped_hyperparameters(DQfD, "MountainCar-v0"))
+    assert model.n_steps == 25 and model.exploration_initial_eps == 0.2 and model.normalize_observations
+
+
+def test_shipped_hyperparameters_bad_input():
+    with pytest.raises(ValueError, match=r"no entry for 'Pong-v5' \(entries: \['CartPole-v1'"):
+        shipped_hyperparameters(DQfD, "Pong-v5")
+    with pytest.raises(ValueError, match="No shipped hyperparameters for DQN"):
+        shipped_hyperparameters(DQN, "CartPole-v1")

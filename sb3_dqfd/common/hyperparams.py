@@ -12,6 +12,9 @@ from stable_baselines3.common.utils import LinearSchedule
 # Keys of an rl-zoo3 entry that are not constructor arguments of the algorithm
 RUN_KEYS = ("n_timesteps", "n_envs", "policy")
 
+#: Where the shipped hyperparameter files live (``<algo>.yml``, rl-zoo3's layout)
+HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
+
 
 def _parse_dict_call(text: str, where: str) -> dict[str, Any]:
     """
@@ -88,3 +91,23 @@ def load_hyperparameters(path: str | Path, env_id: str, algorithm_class: type[Ba
             f"(known: {sorted(known_keys | set(RUN_KEYS))})"
         )
     return {key: _parse_value(key, value, f"{path} [{env_id}]") for key, value in entry.items()}
+
+
+def shipped_hyperparameters(algorithm_class: type[BaseAlgorithm], env_id: str) -> dict[str, Any]:
+    """
+    The package's hyperparameters for ``env_id`` (``sb3_dqfd/hyperparams/<algo>.yml``, what the benchmarks measure),
+    as constructor arguments of ``algorithm_class``.
+
+    The run keys (``n_timesteps``, ``n_envs``, ``policy``) and the ``demonstrations`` path are left out: pass your own
+    demonstrations. Schedules (learning rate, exploration) stretch over whatever budget ``learn()`` gets.
+
+    :param algorithm_class: ``DQfD`` or ``TransformerA2C`` (or a subclass)
+    :param env_id: the environment id whose entry to read
+    :return: the keyword arguments
+    """
+    files = {"DQfD": "dqfd.yml", "TransformerA2C": "transformer_a2c.yml"}
+    name = next((cls.__name__ for cls in algorithm_class.__mro__ if cls.__name__ in files), None)
+    if name is None:
+        raise ValueError(f"No shipped hyperparameters for {algorithm_class.__name__}: only for {sorted(files)}")
+    entry = load_hyperparameters(HYPERPARAMS_DIR / files[name], env_id, algorithm_class)
+    return {key: value for key, value in entry.items() if key not in (*RUN_KEYS, "demonstrations")}

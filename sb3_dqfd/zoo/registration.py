@@ -10,16 +10,13 @@ import gymnasium as gym
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_dqfd.common.hyperparams import RUN_KEYS
+from sb3_dqfd.common.hyperparams import HYPERPARAMS_DIR, RUN_KEYS
 from sb3_dqfd.zoo.samplers import (
     convert_dqfd_params,
     convert_transformer_a2c_params,
     sample_dqfd_params,
     sample_transformer_a2c_params,
 )
-
-#: Where the shipped hyperparameter files live (``<algo>.yml``, rl-zoo3's layout)
-HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
 
 #: Our algorithms' names in rl-zoo3 (``--algo``), as rl-zoo3 spells its own (lower case, underscores)
 ZOO_NAMES = ("dqfd", "transformer_a2c")
