@@ -20,6 +20,7 @@ import json
 import platform
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+import yaml
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -40,7 +42,7 @@ from sb3_dqfd.common.experiment import (
     train_with_curve,
 )
 from sb3_dqfd.common.experts import get_expert
-from sb3_dqfd.common.hyperparams import shipped_hyperparameters
+from sb3_dqfd.common.hyperparams import parse_hyperparameter, shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
 
 RESULTS = Path(__file__).parent / "results"
@@ -80,35 +82,56 @@ def final_score(model: Any, env_id: str, n_episodes: int, seed: int) -> float:
     return float(np.mean(returns))
 
 
-def run_task(env_id: str, seeds: list[int], budget: int, run_dqn: bool) -> tuple[list[LearningCurve], dict[str, Any]]:
+def run_dqfd(env_id: str, seed: int, budget: int, overrides: dict[str, Any]) -> tuple[LearningCurve, dict[str, Any]]:
+    """Pre-train and train DQfD with the shipped hyperparameters (plus ``overrides``) on one seed."""
     task = TASKS[env_id]
-    curves, extra = [], {}
-    for seed in seeds:
-        demos = expert_demonstrations(env_id, task["n_demo_episodes"], seed)
-        extra[f"demo_return_seed{seed}"] = float(demos.episode_returns.mean())
-        eval_env = make_vec_env(env_id, n_envs=1, seed=1_000 + seed)
-        model = DQfD("MlpPolicy", env_id, demonstrations=demos, seed=seed, **shipped_hyperparameters(DQfD, env_id))
-        curves.append(
-            train_with_curve(
-                model,
-                "DQfD",
-                seed,
-                budget,
-                eval_env,
-                EVAL_FREQ,
-                task["n_eval_episodes"],
-                before_learning=partial(model.pretrain, model.pretrain_steps),
-            )
-        )
-        print(f"{env_id} DQfD seed {seed}: {np.round(curves[-1].mean_returns, 1).tolist()}", flush=True)
-        if env_id == "LunarLander-v3":
-            extra[f"dqfd_final100_seed{seed}"] = final_score(model, env_id, 100, seed)
-            extra[f"teacher_final100_seed{seed}"] = teacher_score(env_id, 100, seed)
-        if run_dqn:
-            eval_env = make_vec_env(env_id, n_envs=1, seed=1_000 + seed)
-            dqn = DQN("MlpPolicy", env_id, seed=seed, **ZOO_DQN_HYPERPARAMS[env_id])
-            curves.append(train_with_curve(dqn, "DQN (rl-zoo3)", seed, budget, eval_env, EVAL_FREQ, task["n_eval_episodes"]))
-            print(f"{env_id} DQN seed {seed}: {np.round(curves[-1].mean_returns, 1).tolist()}", flush=True)
+    demos = expert_demonstrations(env_id, task["n_demo_episodes"], seed)
+    extra: dict[str, Any] = {f"demo_return_seed{seed}": float(demos.episode_returns.mean())}
+    eval_env = make_vec_env(env_id, n_envs=1, seed=1_000 + seed)
+    hyperparameters = shipped_hyperparameters(DQfD, env_id) | overrides
+    model = DQfD("MlpPolicy", env_id, demonstrations=demos, seed=seed, **hyperparameters)
+    curve = train_with_curve(
+        model,
+        "DQfD",
+        seed,
+        budget,
+        eval_env,
+        EVAL_FREQ,
+        task["n_eval_episodes"],
+        before_learning=partial(model.pretrain, model.pretrain_steps),
+    )
+    if env_id == "LunarLander-v3":
+        extra[f"dqfd_final100_seed{seed}"] = final_score(model, env_id, 100, seed)
+        extra[f"teacher_final100_seed{seed}"] = teacher_score(env_id, 100, seed)
+    return curve, extra
+
+
+def run_dqn(env_id: str, seed: int, budget: int) -> tuple[LearningCurve, dict[str, Any]]:
+    """Train SB3 DQN with rl-zoo3's hyperparameters on one seed, same budget and evaluation schedule."""
+    eval_env = make_vec_env(env_id, n_envs=1, seed=1_000 + seed)
+    dqn = DQN("MlpPolicy", env_id, seed=seed, **ZOO_DQN_HYPERPARAMS[env_id])
+    return train_with_curve(dqn, "DQN (rl-zoo3)", seed, budget, eval_env, EVAL_FREQ, TASKS[env_id]["n_eval_episodes"]), {}
+
+
+def run_one(job: tuple[str, str, int, int, dict[str, Any]]) -> tuple[LearningCurve, dict[str, Any]]:
+    """One training run in its own process: one torch thread, so parallel runs give the same curves as serial ones."""
+    th.set_num_threads(1)
+    method, env_id, seed, budget, overrides = job
+    curve, extra = run_dqfd(env_id, seed, budget, overrides) if method == "DQfD" else run_dqn(env_id, seed, budget)
+    print(f"{env_id} {curve.label} seed {seed}: {np.round(curve.mean_returns, 1).tolist()}", flush=True)
+    return curve, extra
+
+
+def run_task(
+    env_id: str, seeds: list[int], budget: int, run_dqn: bool, jobs: int, overrides: dict[str, Any]
+) -> tuple[list[LearningCurve], dict[str, Any]]:
+    """All runs of one task, ``jobs`` processes at a time (DQfD and DQN side by side, seed by seed)."""
+    methods = ["DQfD", "DQN"] if run_dqn else ["DQfD"]
+    runs = [(method, env_id, seed, budget, overrides) for seed in seeds for method in methods]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(run_one, runs))
+    curves = [curve for curve, _ in results]
+    extra = {key: value for _, run_extra in results for key, value in run_extra.items()}
     return curves, extra
 
 
@@ -175,6 +198,17 @@ def gradient_step_cost(n_steps: int = 300, batch_size: int = 64, net_arch: tuple
     return timings
 
 
+def parse_overrides(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` to keyword arguments, each value read as in ``dqfd.yml`` (YAML, ``lin_<x>``, ``dict(...)``)."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            parser.error(f"--set expects KEY=VALUE, got {pair!r}")
+        overrides[key] = parse_hyperparameter(key, yaml.safe_load(value), "--set")
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="full budgets (CartPole 50k, MountainCar 30k, LunarLander 50k)")
@@ -182,7 +216,19 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=list(TASKS), choices=list(TASKS), help="tasks to run")
     parser.add_argument("--no-dqn", action="store_true", help="skip the SB3 DQN baseline")
     parser.add_argument("--timesteps", type=int, default=None, help="override the budget of every task")
+    parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel, one process and torch thread each")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="try DQfD hyperparameters other than the shipped ones, read as in dqfd.yml "
+        "(e.g. target_update_interval=2000 learning_rate=lin_3e-4); the report records them",
+    )
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    overrides = parse_overrides(parser, args.set)
     th.set_num_threads(1)
     print("reproduce: OMP_NUM_THREADS=1 python " + " ".join(sys.argv), flush=True)
 
@@ -205,12 +251,14 @@ def main() -> None:
     for env_id in args.envs:
         task = TASKS[env_id]
         budget = args.timesteps or (task["full"] if args.full else task["small"])
-        curves, extra = run_task(env_id, list(range(args.seeds)), budget, run_dqn=not args.no_dqn)
+        seeds = list(range(args.seeds))
+        curves, extra = run_task(env_id, seeds, budget, run_dqn=not args.no_dqn, jobs=args.jobs, overrides=overrides)
         rows = summarize(curves, task["threshold"])
         print(f"\n{env_id}, {budget:,} steps, {args.seeds} seeds\n{format_table(rows, task['threshold'])}", flush=True)
         checks = criteria(env_id, curves, extra)
         print(json.dumps(checks), flush=True)
-        name = f"dqfd_{env_id.split('-')[0].lower()}_{suffix}"
+        # Runs with --set never overwrite the results of the shipped settings
+        name = f"dqfd_{env_id.split('-')[0].lower()}_{suffix}" + ("_custom" if overrides else "")
         plot_curves(
             curves,
             RESULTS / f"{name}.png",
@@ -218,8 +266,12 @@ def main() -> None:
             task["threshold"],
         )
         report[env_id] = {
+            "command": report["command"],
             "budget": budget,
-            "dqfd_hyperparameters": {key: str(value) for key, value in shipped_hyperparameters(DQfD, env_id).items()},
+            "dqfd_hyperparameters": {
+                key: str(value) for key, value in (shipped_hyperparameters(DQfD, env_id) | overrides).items()
+            },
+            "dqfd_overrides": {key: str(value) for key, value in overrides.items()},
             "summary": rows,
             "criteria": checks,
             "extra": extra,

@@ -39,7 +39,7 @@ def _parse_dict_call(text: str, where: str) -> dict[str, Any]:
         ) from None
 
 
-def _parse_value(key: str, value: Any, where: str) -> Any:
+def parse_hyperparameter(key: str, value: Any, where: str) -> Any:
     """
     Turn rl-zoo3's string conventions into Python values: ``lin_<x>`` linear schedules and ``dict(...)`` kwargs.
 
@@ -90,7 +90,7 @@ def load_hyperparameters(path: str | Path, env_id: str, algorithm_class: type[Ba
             f"{path}: unknown hyperparameters for {algorithm_class.__name__} on {env_id!r}: {unknown} "
             f"(known: {sorted(known_keys | set(RUN_KEYS))})"
         )
-    return {key: _parse_value(key, value, f"{path} [{env_id}]") for key, value in entry.items()}
+    return {key: parse_hyperparameter(key, value, f"{path} [{env_id}]") for key, value in entry.items()}
 
 
 def shipped_hyperparameters(algorithm_class: type[BaseAlgorithm], env_id: str) -> dict[str, Any]:
