@@ -1,5 +1,5 @@
 """
-DQfD on CartPole-v1 from 5 episodes of a scripted expert, with the default hyperparameters.
+DQfD on CartPole-v1 from 5 episodes of a scripted expert, with the shipped hyperparameters (hyperparams/dqfd.yml).
 
 Records the expert, pre-trains on its demonstrations, then learns from interaction. Prints the number of training
 episodes until the mean return of the last 20 training episodes reaches 475 (the user's reference report 000 needed

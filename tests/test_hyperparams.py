@@ -7,7 +7,7 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_dqfd import DQfD, TransformerA2C, record_demonstrations, shipped_hyperparameters
-from sb3_dqfd.common.hyperparams import RUN_KEYS, load_hyperparameters
+from sb3_dqfd.common.hyperparams import RUN_KEYS, load_hyperparameters, parse_hyperparameter
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -87,3 +87,15 @@ def test_shipped_hyperparameters_bad_input():
         shipped_hyperparameters(DQfD, "Pong-v5")
     with pytest.raises(ValueError, match="No shipped hyperparameters for DQN"):
         shipped_hyperparameters(DQN, "CartPole-v1")
+
+
+def test_parse_hyperparameter_reads_values_as_the_yaml_files():
+    schedule = parse_hyperparameter("learning_rate", "lin_3e-4", "--set")
+    assert isinstance(schedule, LinearSchedule)
+    assert schedule(1.0) == pytest.approx(3e-4) and schedule(0.0) == 0.0
+    assert parse_hyperparameter("policy_kwargs", "dict(net_arch=[32])", "--set") == {"net_arch": [32]}
+    assert parse_hyperparameter("batch_size", 32, "--set") == 32
+    with pytest.raises(ValueError, match=r"--set: learning_rate='lin_fast' is not a linear schedule"):
+        parse_hyperparameter("learning_rate", "lin_fast", "--set")
+    with pytest.raises(ValueError, match=r"--set: policy_kwargs.*only literal values"):
+        parse_hyperparameter("policy_kwargs", "dict(activation_fn=nn.ReLU)", "--set")

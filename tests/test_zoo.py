@@ -191,7 +191,7 @@ def test_zoo_bad_input_is_one_line_and_exit_2(
 
 # Entries that differ from the class defaults on purpose, as their file's header says (run keys aside)
 DOCUMENTED_DEVIATIONS = {
-    ("dqfd", "CartPole-v1"): {"learning_rate"},
+    ("dqfd", "CartPole-v1"): {"learning_rate", "target_update_interval"},
     ("dqfd", "LunarLander-v3"): {"learning_rate"},
     ("dqfd", "MountainCar-v0"): {"normalize_observations", "n_steps", "exploration_initial_eps", "exploration_fraction"},
 }
