@@ -12,9 +12,10 @@ import pytest
 import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1)
 import yaml
 from rl_zoo3 import hyperparams_opt, utils
+from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_dqfd.common.demonstrations import record_demonstrations, save_demonstrations
-from sb3_dqfd.common.hyperparams import load_hyperparameters
+from sb3_dqfd.common.hyperparams import load_hyperparameters, shipped_hyperparameters
 from sb3_dqfd.dqfd.dqfd import DQfD
 from sb3_dqfd.transformer_a2c.transformer_a2c import TransformerA2C
 from sb3_dqfd.zoo import (
@@ -27,6 +28,7 @@ from sb3_dqfd.zoo import (
     sample_transformer_a2c_params,
 )
 from sb3_dqfd.zoo.cli import main as zoo_main
+from sb3_dqfd.zoo.samplers import NET_ARCHS
 
 SHIPPED = {
     "dqfd": (DQfD, ["CartPole-v1", "MountainCar-v0", "LunarLander-v3"]),
@@ -67,16 +69,58 @@ def _sampled(sampler: Any, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     return hyperparams, trial.params
 
 
+def _comparable(hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """Schedules compared by their settings (``LinearSchedule`` has no ``__eq__``)."""
+    return {key: repr(value) if isinstance(value, LinearSchedule) else value for key, value in hyperparams.items()}
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_dqfd_samples_build_valid_models_and_convert_back(seed: int) -> None:
     hyperparams, params = _sampled(sample_dqfd_params, seed)
     # The converter alone must rebuild the trial's hyperparameters: rl-zoo3's --trial-id and our best YAML rely on it
-    assert convert_dqfd_params(params) == hyperparams
+    assert _comparable(convert_dqfd_params(params)) == _comparable(hyperparams)
     assert hyperparams["gradient_steps"] == hyperparams["train_freq"]
     demos = record_demonstrations("CartPole-v1", "CartPole-v1", n_episodes=1, seed=seed)
     model = DQfD("MlpPolicy", "CartPole-v1", demonstrations=demos, buffer_size=2_000, **hyperparams)
     assert model.margin == hyperparams["margin"]
     assert model.n_steps == hyperparams["n_steps"]
+
+
+def test_dqfd_converter_schedules() -> None:
+    params = {"learning_rate": 5e-4, "lr_schedule": "linear", "exploration_initial_eps": 0.02, "exploration_final_eps": 0.05}
+    hyperparams = convert_dqfd_params(params)
+    assert isinstance(hyperparams["learning_rate"], LinearSchedule)
+    assert hyperparams["learning_rate"](1.0) == pytest.approx(5e-4) and hyperparams["learning_rate"](0.0) == 0.0
+    assert "lr_schedule" not in hyperparams
+    assert hyperparams["exploration_initial_eps"] == 0.05  # epsilon never grows
+    assert convert_dqfd_params({"learning_rate": 5e-4, "lr_schedule": "constant"}) == {"learning_rate": 5e-4}
+
+
+def _raw_dqfd_params(entry: dict[str, Any]) -> dict[str, Any]:
+    """A shipped DQfD entry (as constructor arguments) in the raw names and values of the Optuna search space."""
+    raw = {key: value for key, value in entry.items() if key not in ("buffer_size", "gradient_steps", "policy_kwargs")}
+    learning_rate = raw.pop("learning_rate")
+    raw["lr_schedule"] = "linear" if isinstance(learning_rate, LinearSchedule) else "constant"
+    raw["learning_rate"] = learning_rate.start if isinstance(learning_rate, LinearSchedule) else learning_rate
+    arch_names = {tuple(arch): name for name, arch in NET_ARCHS.items()}
+    raw["net_arch"] = arch_names[tuple(entry["policy_kwargs"]["net_arch"])]
+    return raw
+
+
+@pytest.mark.parametrize("env_id", SHIPPED["dqfd"][1])
+def test_dqfd_search_space_reaches_the_shipped_entries(env_id: str) -> None:
+    """`tune` must be able to find what ships: every shipped value lies in its Optuna distribution."""
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    sample_dqfd_params(trial, 1, 1, {})
+    shipped = shipped_hyperparameters(DQfD, env_id)
+    raw = _raw_dqfd_params(shipped)
+    assert set(raw) <= set(trial.distributions), sorted(set(raw) - set(trial.distributions))
+    for name, value in raw.items():
+        distribution = trial.distributions[name]
+        assert distribution._contains(distribution.to_internal_repr(value)), (name, value, distribution)
+    # And the converter turns those raw values back into the shipped constructor arguments
+    rebuilt = convert_dqfd_params(raw)
+    assert _comparable(rebuilt) == _comparable({key: value for key, value in shipped.items() if key != "buffer_size"})
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -2,6 +2,8 @@
 
 from typing import TYPE_CHECKING, Any
 
+from stable_baselines3.common.utils import LinearSchedule
+
 if TYPE_CHECKING:  # Optuna is only needed when rl-zoo3 calls the samplers, with a trial
     import optuna
 
@@ -14,8 +16,10 @@ def convert_dqfd_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     Turn the raw parameters of a DQfD trial (``trial.params``) into constructor arguments of ``DQfD``.
 
     Every raw parameter is a constructor argument of the same name, except ``net_arch`` (a name from
-    :data:`NET_ARCHS`, becomes ``policy_kwargs``); ``gradient_steps`` follows ``train_freq`` (one gradient step per
-    environment step, as rl-zoo3's DQN sampler).
+    :data:`NET_ARCHS`, becomes ``policy_kwargs``) and ``lr_schedule`` (``"linear"`` decays ``learning_rate`` to 0
+    over the budget, as ``lin_<x>`` in the YAML files); ``gradient_steps`` follows ``train_freq`` (one gradient step
+    per environment step, as rl-zoo3's DQN sampler); ``exploration_initial_eps`` is raised to
+    ``exploration_final_eps`` where it was sampled below it, so epsilon never grows.
 
     :param sampled_params: the raw parameters, as :func:`sample_dqfd_params` suggests them
     :return: the hyperparameters to pass to ``DQfD``
@@ -23,8 +27,13 @@ def convert_dqfd_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     hyperparams = dict(sampled_params)
     if "net_arch" in hyperparams:
         hyperparams["policy_kwargs"] = {"net_arch": list(NET_ARCHS[hyperparams.pop("net_arch")])}
+    if hyperparams.pop("lr_schedule", "constant") == "linear" and "learning_rate" in hyperparams:
+        hyperparams["learning_rate"] = LinearSchedule(hyperparams["learning_rate"], 0.0, 1.0)
     if "train_freq" in hyperparams:
         hyperparams["gradient_steps"] = hyperparams["train_freq"]
+    if "exploration_initial_eps" in hyperparams and "exploration_final_eps" in hyperparams:
+        initial, final = hyperparams["exploration_initial_eps"], hyperparams["exploration_final_eps"]
+        hyperparams["exploration_initial_eps"] = max(initial, final)
     return hyperparams
 
 
@@ -32,8 +41,10 @@ def sample_dqfd_params(trial: "optuna.Trial", n_actions: int, n_envs: int, addit
     """
     Search space of DQfD (Hester et al. 2018, https://arxiv.org/abs/1704.03732): the DQN knobs and DQfD's own.
 
-    The ranges cover the paper's Atari values (n = 10, margin 0.8, lambda_1 = lambda_2 = 1, lambda_3 = 1e-5) and the
-    small-task defaults of ``DQfD``. ``demo_ratio`` is either ``None`` (the paper: priorities with the ``demo_eps``
+    The ranges cover the paper's Atari values (n = 10, margin 0.8, lambda_1 = lambda_2 = 1, lambda_3 = 1e-5), the
+    small-task defaults of ``DQfD`` and the shipped ``hyperparams/dqfd.yml`` entries (a linear learning-rate decay,
+    an epsilon schedule from up to 0.5 down, n up to 32, observation standardization): tests check that the study can
+    reach every shipped entry. ``demo_ratio`` is either ``None`` (the paper: priorities with the ``demo_eps``
     bonus set the demonstration share of each batch) or a fixed share (Ape-X DQfD / R2D3).
 
     :param trial: the Optuna trial to sample from
@@ -44,12 +55,15 @@ def sample_dqfd_params(trial: "optuna.Trial", n_actions: int, n_envs: int, addit
     """
     sampled = {
         "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+        "lr_schedule": trial.suggest_categorical("lr_schedule", ["constant", "linear"]),
         "gamma": trial.suggest_float("gamma", 0.95, 0.999),
         "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256]),
         "train_freq": trial.suggest_int("train_freq", 1, 8),
         "target_update_interval": trial.suggest_int("target_update_interval", 100, 5_000, log=True),
+        "exploration_initial_eps": trial.suggest_float("exploration_initial_eps", 0.01, 0.5, log=True),
+        "exploration_fraction": trial.suggest_float("exploration_fraction", 0.05, 0.6),
         "exploration_final_eps": trial.suggest_float("exploration_final_eps", 0.0, 0.1),
-        "n_steps": trial.suggest_int("n_steps", 1, 20, log=True),
+        "n_steps": trial.suggest_int("n_steps", 1, 32, log=True),
         "margin": trial.suggest_float("margin", 0.05, 2.0, log=True),
         "n_step_coef": trial.suggest_float("n_step_coef", 0.0, 2.0),
         "margin_coef": trial.suggest_float("margin_coef", 0.01, 3.0, log=True),
@@ -58,6 +72,7 @@ def sample_dqfd_params(trial: "optuna.Trial", n_actions: int, n_envs: int, addit
         "prioritized_replay": trial.suggest_categorical("prioritized_replay", [True, False]),
         "demo_ratio": trial.suggest_categorical("demo_ratio", [None, 0.1, 0.25, 0.5]),
         "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCHS)),
+        "normalize_observations": trial.suggest_categorical("normalize_observations", [False, True]),
     }
     return convert_dqfd_params(sampled)
 

@@ -29,7 +29,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
-from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.utils import LinearSchedule, set_random_seed
 
 from sb3_dqfd.zoo.registration import ZooError, algorithm_class, check_env_id, default_config, read_zoo_entry
 
@@ -163,8 +163,9 @@ def _make_sampler(exp_manager: ExperimentManager, args: argparse.Namespace, fixe
 def _yaml_value(value: Any) -> Any:
     """
     :param value: a hyperparameter value from a trial
-    :return: the value as plain YAML data; a ``policy_kwargs`` holding classes (rl-zoo3's own samplers pick
-        ``nn.Tanh`` etc.) becomes rl-zoo3's ``"dict(...)"`` string, the only form rl-zoo3 reads classes from
+    :return: the value as plain YAML data; a linear decay to 0 becomes ``"lin_<start>"``; a ``policy_kwargs``
+        holding classes (rl-zoo3's own samplers pick ``nn.Tanh`` etc.) becomes rl-zoo3's ``"dict(...)"`` string, the
+        only form rl-zoo3 reads classes from
     """
     if isinstance(value, dict):
         if any(isinstance(item, type) for item in value.values()):
@@ -174,6 +175,8 @@ def _yaml_value(value: Any) -> Any:
             )
             return f"dict({items})"
         return {key: _yaml_value(item) for key, item in value.items()}
+    if isinstance(value, LinearSchedule) and value.end == 0.0 and value.end_fraction == 1.0:
+        return f"lin_{value.start}"  # rl-zoo3's (and our readers') linear decay to 0
     if isinstance(value, list | tuple):
         return [_yaml_value(item) for item in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
