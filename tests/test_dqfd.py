@@ -1,11 +1,14 @@
 """DQfD: training step against a hand computation, pre-training, exploration, input checks, multi-env, learning."""
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -218,6 +221,36 @@ def test_first_learn_pretrains_once_and_acts_with_small_epsilon(demos):
     assert model.exploration_schedule(1.0) == pytest.approx(0.01)  # from the very first step
     model.learn(50, reset_num_timesteps=True)
     assert model._n_pretrain_updates == 30  # no second pre-training
+
+
+class RecordingWriter(KVWriter):
+    """Keeps every dump of an SB3 logger: (step, {key: value})."""
+
+    def __init__(self) -> None:
+        self.dumps: list[tuple[int, dict[str, Any]]] = []
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        self.dumps.append((step, dict(key_values)))
+
+
+def test_each_loss_term_is_logged_and_pretraining_has_its_own_curve(demos):
+    model = small_model("CartPole-v1", demos, pretrain_steps=25, train_freq=1)
+    writer = RecordingWriter()
+    model.set_logger(Logger(folder=None, output_formats=[writer]))
+    model.pretrain(25, log_interval=10)
+    # One dump per 10 pre-training updates and one at the end, indexed by pre-training update, not at env step 0
+    assert [step for step, _ in writer.dumps] == [10, 20, 25]
+    terms = ("loss", "loss_td", "loss_n_step", "loss_margin", "loss_l2", "demo_fraction", "priority_demo", "beta")
+    for _, values in writer.dumps:
+        assert {f"pretrain/{term}" for term in terms} <= set(values), sorted(values)
+        assert values["pretrain/demo_fraction"] == 1.0
+        assert not any(key.startswith("train/") for key in values)
+    writer.dumps.clear()
+    model.learn(300, log_interval=1)
+    logged = {key for _, values in writer.dumps for key in values}
+    interaction_terms = {f"train/{term}" for term in terms} | {"train/priority_agent"}
+    assert interaction_terms <= logged, sorted(interaction_terms - logged)
+    assert not any(key.startswith("pretrain/") for key in logged)  # no second pre-training
 
 
 def test_epsilon_after_pretrain(demos):

@@ -13,7 +13,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.common.utils import polyak_update, update_learning_rate
 from stable_baselines3.dqn.dqn import DQN
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -632,14 +632,19 @@ class DQfD(DQN):
             stats["priority_agent"] = float(priorities[~is_demo].mean()) if (~is_demo).any() else np.nan
         return stats
 
-    def _record(self, stats: list[dict[str, float]]) -> None:
-        """Log the mean of each statistic over the gradient steps of one train()/pre-training chunk."""
+    def _record(self, stats: list[dict[str, float]], prefix: str = "train") -> None:
+        """
+        Log the mean of each statistic over the gradient steps of one train() call or pre-training chunk.
+
+        :param stats: the statistics of each gradient step, as :meth:`_gradient_step` returns them
+        :param prefix: the logger namespace (``"train"`` during interaction, ``"pretrain"`` during pre-training)
+        """
         for key in stats[0]:
             values = np.array([step[key] for step in stats], dtype=np.float64)
             if not np.all(np.isnan(values)):
-                self.logger.record(f"train/{key}", float(np.nanmean(values)))
-        self.logger.record("train/beta", self.replay_buffer.beta)
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+                self.logger.record(f"{prefix}/{key}", float(np.nanmean(values)))
+        self.logger.record(f"{prefix}/beta", self.replay_buffer.beta)
+        self.logger.record(f"{prefix}/n_updates", self._n_updates, exclude="tensorboard")
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # Switch to train mode (this affects batch norm / dropout)
@@ -661,7 +666,8 @@ class DQfD(DQN):
 
         :param n_steps: number of gradient steps
         :param progress_bar: show a progress bar (tqdm)
-        :param log_interval: dump the logs every ``log_interval`` gradient steps
+        :param log_interval: dump the logs every ``log_interval`` gradient steps, under ``pretrain/`` (the keys of
+            ``train/``) with the number of pre-training updates as the step
         """
         if n_steps < 0:
             raise ValueError(f"pretrain: n_steps must be >= 0, got {n_steps}")
@@ -671,7 +677,9 @@ class DQfD(DQN):
         if not hasattr(self, "_logger"):
             self._logger = self._configure_default_logger()
         self.policy.set_training_mode(True)
-        self._update_learning_rate(self.policy.optimizer)
+        # SB3's _update_learning_rate would log it under train/: pre-training logs go to pretrain/
+        learning_rate = self.lr_schedule(self._current_progress_remaining)
+        update_learning_rate(self.policy.optimizer, learning_rate)
         stats: list[dict[str, float]] = []
         with flush_denormal():
             for step in tqdm(range(1, n_steps + 1), desc="DQfD pre-training", disable=not progress_bar):
@@ -682,9 +690,11 @@ class DQfD(DQN):
                     polyak_update(self.q_net.parameters(), self.q_net_target.parameters(), self.tau)
                     polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
                 if step % log_interval == 0 or step == n_steps:
-                    self._record(stats)
-                    self.logger.record("train/pretrain_updates", self._n_pretrain_updates)
-                    self.logger.dump(step=self.num_timesteps)
+                    # Its own namespace, indexed by pre-training update: TensorBoard draws a pre-training curve
+                    # instead of stacking every chunk at environment step 0
+                    self._record(stats, prefix="pretrain")
+                    self.logger.record("pretrain/learning_rate", learning_rate)
+                    self.logger.dump(step=self._n_pretrain_updates)
                     stats = []
         self.pretrained = True
         # Act with the interaction epsilon from now on (SB3 DQN sets it only after the first env step)
