@@ -12,15 +12,11 @@ writes a plot of DQfD's evaluations during training. Needs box2d (``pip install 
 import argparse
 
 import gymnasium as gym
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_dqfd.common.demonstrations import record_demonstrations
-from sb3_dqfd.common.experiment import train_with_curve
+from sb3_dqfd.common.experiment import LearningCurve, plot_curves, train_with_curve
 from sb3_dqfd.common.experts import get_expert
 from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
@@ -72,16 +68,10 @@ def main() -> None:
     print(f"evaluations during training: {np.round(curve.mean_returns, 1).tolist()}")
     print(f"same {args.final_episodes} seeds: teacher {teacher_score:.1f}, DQfD {dqfd_score:.1f}")
 
-    figure, axis = plt.subplots(figsize=(7, 4))
-    axis.plot(curve.timesteps, curve.mean_returns, marker="o", label="DQfD (10-episode deterministic eval)")
-    axis.axhline(teacher_score, color="tab:red", linestyle=":", label=f"teacher {teacher_score:.1f}")
-    axis.axhline(200, color="gray", linestyle="--", linewidth=1, label="200")
-    axis.set_xlabel("environment steps after pre-training")
-    axis.set_ylabel("mean raw return")
-    axis.set_title(f"DQfD on {ENV_ID} from {args.demo_episodes} heuristic episodes (rewards x{args.reward_scale})")
-    axis.legend(loc="lower right", fontsize="small")
-    figure.tight_layout()
-    figure.savefig(args.output, dpi=110)
+    # The teacher's score on the same seeds, drawn flat over the budget beside DQfD's evaluations
+    teacher_line = LearningCurve("teacher, same seeds", args.seed, [0, args.timesteps], [teacher_score] * 2, [0.0] * 2)
+    title = f"DQfD on {ENV_ID} from {args.demo_episodes} heuristic episodes (rewards x{args.reward_scale})"
+    plot_curves([curve, teacher_line], args.output, title, threshold=200)
     print(f"plot written to {args.output}")
 
 
