@@ -82,13 +82,12 @@ def final_score(model: Any, env_id: str, n_episodes: int, seed: int) -> float:
     return float(np.mean(returns))
 
 
-def run_dqfd(env_id: str, seed: int, budget: int, overrides: dict[str, Any]) -> tuple[LearningCurve, dict[str, Any]]:
-    """Pre-train and train DQfD with the shipped hyperparameters (plus ``overrides``) on one seed."""
+def run_dqfd(env_id: str, seed: int, budget: int, hyperparameters: dict[str, Any]) -> tuple[LearningCurve, dict[str, Any]]:
+    """Pre-train and train DQfD with the given hyperparameters on one seed."""
     task = TASKS[env_id]
     demos = expert_demonstrations(env_id, task["n_demo_episodes"], seed)
     extra: dict[str, Any] = {f"demo_return_seed{seed}": float(demos.episode_returns.mean())}
     eval_env = make_vec_env(env_id, n_envs=1, seed=1_000 + seed)
-    hyperparameters = shipped_hyperparameters(DQfD, env_id) | overrides
     model = DQfD("MlpPolicy", env_id, demonstrations=demos, seed=seed, **hyperparameters)
     curve = train_with_curve(
         model,
@@ -116,18 +115,18 @@ def run_dqn(env_id: str, seed: int, budget: int) -> tuple[LearningCurve, dict[st
 def run_one(job: tuple[str, str, int, int, dict[str, Any]]) -> tuple[LearningCurve, dict[str, Any]]:
     """One training run in its own process: one torch thread, so parallel runs give the same curves as serial ones."""
     th.set_num_threads(1)
-    method, env_id, seed, budget, overrides = job
-    curve, extra = run_dqfd(env_id, seed, budget, overrides) if method == "DQfD" else run_dqn(env_id, seed, budget)
+    method, env_id, seed, budget, hyperparameters = job
+    curve, extra = run_dqfd(env_id, seed, budget, hyperparameters) if method == "DQfD" else run_dqn(env_id, seed, budget)
     print(f"{env_id} {curve.label} seed {seed}: {np.round(curve.mean_returns, 1).tolist()}", flush=True)
     return curve, extra
 
 
 def run_task(
-    env_id: str, seeds: list[int], budget: int, run_dqn: bool, jobs: int, overrides: dict[str, Any]
+    env_id: str, seeds: list[int], budget: int, run_dqn: bool, jobs: int, hyperparameters: dict[str, Any]
 ) -> tuple[list[LearningCurve], dict[str, Any]]:
-    """All runs of one task, ``jobs`` processes at a time (DQfD and DQN side by side, seed by seed)."""
+    """All runs of one task, ``jobs`` processes at a time (DQfD with ``hyperparameters`` and DQN side by side)."""
     methods = ["DQfD", "DQN"] if run_dqn else ["DQfD"]
-    runs = [(method, env_id, seed, budget, overrides) for seed in seeds for method in methods]
+    runs = [(method, env_id, seed, budget, hyperparameters) for seed in seeds for method in methods]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(run_one, runs))
     curves = [curve for curve, _ in results]
@@ -252,7 +251,9 @@ def main() -> None:
         task = TASKS[env_id]
         budget = args.timesteps or (task["full"] if args.full else task["small"])
         seeds = list(range(args.seeds))
-        curves, extra = run_task(env_id, seeds, budget, run_dqn=not args.no_dqn, jobs=args.jobs, overrides=overrides)
+        # Read once here: the runs get the values, so editing dqfd.yml during a run cannot change it
+        hyperparameters = shipped_hyperparameters(DQfD, env_id) | overrides
+        curves, extra = run_task(env_id, seeds, budget, not args.no_dqn, args.jobs, hyperparameters)
         rows = summarize(curves, task["threshold"])
         print(f"\n{env_id}, {budget:,} steps, {args.seeds} seeds\n{format_table(rows, task['threshold'])}", flush=True)
         checks = criteria(env_id, curves, extra)
@@ -268,9 +269,7 @@ def main() -> None:
         report[env_id] = {
             "command": report["command"],
             "budget": budget,
-            "dqfd_hyperparameters": {
-                key: str(value) for key, value in (shipped_hyperparameters(DQfD, env_id) | overrides).items()
-            },
+            "dqfd_hyperparameters": {key: str(value) for key, value in hyperparameters.items()},
             "dqfd_overrides": {key: str(value) for key, value in overrides.items()},
             "summary": rows,
             "criteria": checks,
