@@ -36,6 +36,14 @@ def test_summarize_medians_over_seeds():
     assert format_table([untrained], 475).endswith("| 500.0 | - | - |")
 
 
+def test_format_table_without_threshold_leaves_the_threshold_columns_out():
+    rows = summarize([curve("A", 0, [10, 20])], None)
+    header, _, row = format_table(rows, None).splitlines()
+    assert "None" not in header and "reached" not in header
+    assert header.count("|") == row.count("|") == 6
+    assert row.startswith("| A | 1 | 20.0 |")
+
+
 def test_train_with_curve_plot_and_json(tmp_path):
     env = make_vec_env("CartPole-v1", n_envs=1, seed=0)
     eval_env = make_vec_env("CartPole-v1", n_envs=1, seed=100)

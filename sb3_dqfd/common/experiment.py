@@ -235,24 +235,30 @@ def summarize(curves: Sequence[LearningCurve], threshold: float | None) -> list[
 def format_table(rows: Sequence[dict[str, Any]], threshold: float | None) -> str:
     """
     :param rows: rows from :func:`summarize`
-    :param threshold: the solved threshold shown in the header
+    :param threshold: the solved threshold shown in the header (None: the threshold columns are left out)
     :return: a Markdown table
     """
 
     def fmt(value: Any, pattern: str) -> str:
         return "-" if value is None else pattern.format(value)
 
-    header = (
-        f"| method | seeds | reached {threshold} | median steps to {threshold} | median share of evals >= {threshold} "
-        "| median final return | median train time (s) | env steps/s |"
-    )
-    lines = [header, "|" + "---|" * 8]
-    for row in rows:
-        lines.append(
-            f"| {row['method']} | {row['seeds']} | {row['reached']} | {fmt(row['median_steps_to_threshold'], '{:,.0f}')} "
-            f"| {fmt(row['median_share_at_threshold'], '{:.0%}')} | {row['median_final_return']:.1f} "
-            f"| {fmt(row['median_train_seconds'], '{:.1f}')} | {fmt(row['median_steps_per_second'], '{:.0f}')} |"
-        )
+    columns: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("method", lambda row: str(row["method"])),
+        ("seeds", lambda row: str(row["seeds"])),
+    ]
+    if threshold is not None:
+        columns += [
+            (f"reached {threshold}", lambda row: str(row["reached"])),
+            (f"median steps to {threshold}", lambda row: fmt(row["median_steps_to_threshold"], "{:,.0f}")),
+            (f"median share of evals >= {threshold}", lambda row: fmt(row["median_share_at_threshold"], "{:.0%}")),
+        ]
+    columns += [
+        ("median final return", lambda row: f"{row['median_final_return']:.1f}"),
+        ("median train time (s)", lambda row: fmt(row["median_train_seconds"], "{:.1f}")),
+        ("env steps/s", lambda row: fmt(row["median_steps_per_second"], "{:.0f}")),
+    ]
+    lines = ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row) for _, cell in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
