@@ -14,7 +14,7 @@ def run(*argv: str) -> int:
 
 
 def test_record_train_evaluate(tmp_path, capsys):
-    demos = tmp_path / "demos.npz"
+    demos = tmp_path / "demos" / "cartpole.npz"  # the folder does not exist yet: record creates it, as SB3's save does
     assert run("record", "--env", "CartPole-v1", "--episodes", "2", "--seed", "1", "--output", str(demos)) == 0
     assert "2 episodes, 1000 transitions" in capsys.readouterr().out
 

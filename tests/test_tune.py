@@ -133,7 +133,7 @@ def test_missing_demonstrations_say_how_to_record_them(
     monkeypatch.chdir(tmp_path)  # no demos/ here
     err = _one_error_line(*run_tune(capsys, "dqfd", "--env", "CartPole-v1"))
     assert "demonstrations file 'demos/cartpole_expert_5.npz' does not exist" in err
-    assert "python -m sb3_dqfd record --env CartPole-v1" in err
+    assert "python -m sb3_dqfd record --env CartPole-v1 --episodes <N> --output demos/cartpole_expert_5.npz" in err
 
 
 def test_study_of_another_algorithm_is_refused(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

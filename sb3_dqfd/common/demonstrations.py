@@ -531,7 +531,8 @@ def save_demonstrations(demos: Demonstrations, path: str | os.PathLike) -> None:
     """
     Write demonstrations to a compressed ``.npz`` file that loads with ``np.load(path, allow_pickle=False)``.
 
-    The file is written at ``path`` exactly (no suffix added). Layout (format version 1): ``format`` and
+    The file is written at ``path`` exactly (no suffix added); missing parent folders are created, as SB3's
+    ``save`` does. Layout (format version 1): ``format`` and
     ``format_version`` (markers); ``observations`` ``[sum(T + 1), *obs_shape]``, ``actions`` ``[sum(T), ...]``
     and ``rewards`` ``[sum(T)]``, episodes end to end; ``episode_lengths`` (``T`` of each episode),
     ``terminated`` and ``truncated`` (one flag per episode); the spaces, when known, as a JSON string under
@@ -557,6 +558,7 @@ def save_demonstrations(demos: Demonstrations, path: str | os.PathLike) -> None:
         arrays |= _space_to_arrays(demos.observation_space, "observation_space")
     if demos.action_space is not None:
         arrays |= _space_to_arrays(demos.action_space, "action_space")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     # Through a file handle so that numpy does not append ".npz" to the path
     with open(path, "wb") as file:
         np.savez_compressed(file, **arrays)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds

@@ -150,6 +150,7 @@ def read_zoo_entry(path: str | Path, env_id: str, algorithm: type[BaseAlgorithm]
     if isinstance(demonstrations, str) and not Path(demonstrations).exists():
         raise ZooError(
             f"{path} [{key}]: demonstrations file {demonstrations!r} does not exist (paths are relative to the working "
-            f"directory); record it with: python -m sb3_dqfd record --env {env_id} --episodes 5 --output {demonstrations}"
+            f"directory); record it with: python -m sb3_dqfd record --env {env_id} --episodes <N> --output {demonstrations} "
+            f"(the header of {path.name} gives the number of episodes each entry was tuned with)"
         )
     return dict(entry)
