@@ -13,6 +13,10 @@ Small default budget (a few minutes on 2 cores)::
 The full run behind the README numbers (hours on 2 shared cores)::
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_dqfd.py --full
+
+Only the cost of one gradient step, at another network size (~15 s)::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_dqfd.py --cost-only --cost-net-arch 64 64
 """
 
 import argparse
@@ -224,6 +228,10 @@ def main() -> None:
         help="try DQfD hyperparameters other than the shipped ones, read as in dqfd.yml "
         "(e.g. target_update_interval=2000 learning_rate=lin_3e-4); the report records them",
     )
+    parser.add_argument(
+        "--cost-net-arch", type=int, nargs="+", default=[256, 256], help="hidden layers of the networks the cost line times"
+    )
+    parser.add_argument("--cost-only", action="store_true", help="only time the gradient step, train nothing")
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
@@ -235,16 +243,18 @@ def main() -> None:
         "command": "python " + " ".join(sys.argv),
         "machine": f"{platform.processor() or platform.machine()}, torch threads 1, shared 2-core machine",
     }
-    cost = gradient_step_cost()
+    cost = gradient_step_cost(net_arch=tuple(args.cost_net_arch))
     report["gradient_step_seconds"] = cost
     print(
-        f"gradient step (CartPole, [256, 256], batch 64): DQfD {cost['DQfD'] * 1e3:.2f} ms, "
+        f"gradient step (CartPole, {args.cost_net_arch}, batch 64): DQfD {cost['DQfD'] * 1e3:.2f} ms, "
         f"DQN {cost['DQN'] * 1e3:.2f} ms (ratio {cost['ratio']:.2f}), "
         f"DQfD with a plain head {cost['DQfD plain head'] * 1e3:.2f} ms "
         f"vs DQN with fused Adam {cost['DQN fused Adam'] * 1e3:.2f} ms "
         f"(ratio {cost['ratio_same_network_and_optimizer']:.2f})",
         flush=True,
     )
+    if args.cost_only:
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "full" if args.full else "small"
     for env_id in args.envs:
