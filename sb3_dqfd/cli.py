@@ -1,10 +1,13 @@
 """The ``sb3-dqfd`` command line: record demonstrations, train, evaluate, compare DQfD with DQN, and the demo."""
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import os
 import platform
 import sys
+import zipfile
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -65,12 +68,63 @@ def make_env(env_id: str, n_envs: int, seed: int, domain_randomization: str | No
     :param domain_randomization: name of a preset from :data:`sb3_dqfd.wrappers.PRESETS`
     :return: the vectorized, monitored environment
     """
+    if env_id not in gym.registry and importlib.util.find_spec("rl_zoo3") is not None:
+        # rl-zoo3's extra environments (CartPoleNoVel-v1, ...), which its YAML files and ours name
+        with contextlib.suppress(ImportError):
+            importlib.import_module("rl_zoo3.import_envs")
     wrapper = None
     if domain_randomization is not None:
         if domain_randomization not in PRESETS:
             raise UsageError(f"unknown domain randomization preset {domain_randomization!r} (known: {sorted(PRESETS)})")
         wrapper = PRESETS[domain_randomization]
     return make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper)
+
+
+def algorithm_name(name: str) -> str:
+    """
+    :param name: an algorithm name as typed: rl-zoo3 spells ``transformer_a2c``, this command line ``transformer-a2c``
+    :return: the name in :data:`ALGORITHMS` (both spellings accepted)
+    """
+    return name.lower().replace("_", "-")
+
+
+def _policy_modules(algorithm: type[BaseAlgorithm]) -> set[str]:
+    """:return: the modules of the policies ``algorithm`` builds from its aliases (MlpPolicy, CnnPolicy, ...)"""
+    return {policy.__module__ for policy in algorithm.policy_aliases.values()}
+
+
+def load_model(path: str, algo: str | None, env: VecEnv | None = None) -> BaseAlgorithm:
+    """
+    Load a saved SB3 model, checking first that it exists and that ``algo`` saved it.
+
+    The saving algorithm is read from the policy class the zip names (its module, as JSON: nothing is unpickled for
+    the check). SB3 itself would load a DQfD zip as DQN and fail later with an ``AttributeError``.
+
+    :param path: the model file, with or without ``.zip`` (as SB3's ``load``)
+    :param algo: a name from :data:`ALGORITHMS`, or None to infer it from the zip where only one algorithm fits
+    :param env: the environment to attach
+    :return: the loaded model
+    """
+    file = Path(path)
+    if not file.is_file() and file.suffix != ".zip" and file.with_name(file.name + ".zip").is_file():
+        file = file.with_name(file.name + ".zip")
+    if not file.is_file():
+        raise UsageError(f"model file {path!r} does not exist")
+    try:
+        with zipfile.ZipFile(file) as archive:
+            module = json.loads(archive.read("data")).get("policy_class", {}).get("__module__")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+        raise UsageError(f"{file} is not a model saved by Stable-Baselines3's save() (no readable 'data' in a zip)") from None
+    fitting = sorted(name for name, algorithm in ALGORITHMS.items() if module in _policy_modules(algorithm))
+    if algo is None:
+        if len(fitting) != 1:
+            raise UsageError(f"{file}: give --algo (the algorithm that saved it: {', '.join(fitting) or 'unknown'})")
+        algo = fitting[0]
+    elif fitting and algo not in fitting:
+        raise UsageError(
+            f"{file} was saved by {' or '.join(fitting)} (policy from {module}), not {algo}: use --algo {fitting[0]}"
+        )
+    return ALGORITHMS[algo].load(file, env=env, device="cpu")
 
 
 def demonstrations_from_arg(spec: str, env_id: str, seed: int) -> Demonstrations:
@@ -106,7 +160,7 @@ def _arguments(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_record(args: argparse.Namespace) -> None:
     """Record demonstrations from a built-in expert or a saved SB3 model and write them as ``.npz``."""
     if args.model is not None:
-        expert: Any = ALGORITHMS[args.algo].load(args.model, device="cpu")
+        expert: Any = load_model(args.model, args.algo)
     else:
         expert = get_expert(args.expert or args.env)
     demos = record_demonstrations(expert, args.env, n_episodes=args.episodes, seed=args.seed, progress_bar=True)
@@ -126,9 +180,12 @@ def _build_model(args: argparse.Namespace, env: VecEnv) -> tuple[BaseAlgorithm, 
     hyperparams.pop("n_envs", None)
     policy = hyperparams.pop("policy", "MlpPolicy")
     if args.algo == "dqfd":
-        if args.demos is None:
-            raise UsageError("train dqfd needs --demos (a file or expert:N)")
-        hyperparams["demonstrations"] = demonstrations_from_arg(args.demos, args.env, args.seed)
+        spec = args.demos or hyperparams.pop("demonstrations", None)
+        if spec is None:
+            raise UsageError("train dqfd needs --demos (a file or expert:N), or a demonstrations path in --hyperparams")
+        hyperparams["demonstrations"] = demonstrations_from_arg(str(spec), args.env, args.seed)
+    if args.tensorboard_log is not None and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard-log needs TensorBoard: pip install tensorboard (or sb3-dqfd[all])")
     model = algorithm_class(policy, env, seed=args.seed, tensorboard_log=args.tensorboard_log, verbose=0, **hyperparams)
     return model, total_timesteps
 
@@ -154,10 +211,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Evaluate a saved model, optionally under domain randomization."""
-    if not Path(args.model).exists():
-        raise UsageError(f"model file {args.model!r} does not exist")
     env = make_env(args.env, 1, args.seed, args.domain_randomization)
-    model = ALGORITHMS[args.algo].load(args.model, env=env, device="cpu")
+    model = load_model(args.model, args.algo, env)
     returns, lengths = evaluate_policy(
         model, env, n_eval_episodes=args.episodes, deterministic=not args.stochastic, return_episode_rewards=True
     )
@@ -300,14 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--env", required=True, help="environment id, e.g. CartPole-v1")
     record.add_argument("--expert", help="built-in expert name (default: the env id)")
     record.add_argument("--model", help="a saved SB3 model (.zip) to use as the expert instead")
-    record.add_argument("--algo", choices=sorted(ALGORITHMS), default="dqn", help="algorithm of --model")
+    record.add_argument(
+        "--algo", type=algorithm_name, choices=sorted(ALGORITHMS), help="algorithm that saved --model (default: read from it)"
+    )
     record.add_argument("--episodes", type=int, default=10)
     record.add_argument("--seed", type=int, default=0)
     record.add_argument("--output", required=True, help="the .npz file to write")
     record.set_defaults(func=cmd_record)
 
     train = commands.add_parser("train", help="train DQfD or TransformerA2C with periodic evaluation")
-    train.add_argument("algo", choices=TRAINABLE)
+    train.add_argument("algo", type=algorithm_name, choices=TRAINABLE)
     train.add_argument("--env", required=True)
     train.add_argument("--demos", help="demonstrations: a file or expert:N (DQfD)")
     train.add_argument("--hyperparams", help="rl-zoo3 style YAML file {env_id: {name: value}}")
@@ -323,7 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model")
     evaluate.add_argument("model", help="the saved model (.zip)")
-    evaluate.add_argument("--algo", choices=sorted(ALGORITHMS), required=True)
+    evaluate.add_argument(
+        "--algo",
+        type=algorithm_name,
+        choices=sorted(ALGORITHMS),
+        help="algorithm that saved the model (default: read from it)",
+    )
     evaluate.add_argument("--env", required=True)
     evaluate.add_argument("--episodes", type=int, default=20)
     evaluate.add_argument("--seed", type=int, default=0)

@@ -1,12 +1,15 @@
 """The sb3-dqfd command line: every subcommand end to end on tiny budgets, and one-line errors with exit status 2."""
 
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from sb3_dqfd.cli import main
+from sb3_dqfd import DQfD
+from sb3_dqfd.cli import build_parser, main, make_env
 
 
 def run(*argv: str) -> int:
@@ -42,10 +45,60 @@ def test_evaluate_under_domain_randomization(tmp_path, capsys):
     hyperparams.write_text("CartPole-v1:\n  pretrain_steps: 20\n")
     argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--timesteps", "100", "--eval-freq", "100"]
     assert run(*argv, "--hyperparams", str(hyperparams), "--eval-episodes", "1", "--output-dir", str(output)) == 0
-    model = str(output / "dqfd_CartPole-v1.zip")
-    argv = ["evaluate", model, "--algo", "dqfd", "--env", "CartPole-v1", "--episodes", "2"]
+    model = str(output / "dqfd_CartPole-v1")  # without .zip and without --algo, as SB3's load takes it
+    argv = ["evaluate", model, "--env", "CartPole-v1", "--episodes", "2"]
     assert run(*argv, "--domain-randomization", "cartpole") == 0
     assert "over 2 episodes" in capsys.readouterr().out
+
+
+def test_train_reads_the_demonstrations_path_of_the_yaml(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("record", "--env", "CartPole-v1", "--episodes", "1", "--output", "demos/cartpole.npz") == 0
+    Path("dqfd.yml").write_text("CartPole-v1:\n  demonstrations: demos/cartpole.npz\n  pretrain_steps: 10\n")
+    argv = ["train", "dqfd", "--env", "CartPole-v1", "--hyperparams", "dqfd.yml", "--timesteps", "50", "--eval-freq", "50"]
+    assert run(*argv, "--eval-episodes", "1", "--output-dir", "run") == 0
+    # The one recorded episode (the CartPole expert never fails: 500 steps) travelled into the saved model
+    assert DQfD.load("run/dqfd_CartPole-v1").demonstration_arrays.lengths.tolist() == [500]
+
+
+def test_both_spellings_of_algorithm_names_and_rl_zoo3_envs():
+    parser = build_parser()
+    for spelling in ("transformer_a2c", "transformer-a2c", "Transformer_A2C"):
+        assert parser.parse_args(["train", spelling, "--env", "CartPole-v1"]).algo == "transformer-a2c"
+    assert parser.parse_args(["evaluate", "m.zip", "--algo", "recurrent_ppo", "--env", "CartPole-v1"]).algo == "recurrent-ppo"
+    # rl-zoo3's extra environments, which transformer_a2c.yml names, without importing rl-zoo3 by hand
+    assert make_env("CartPoleNoVel-v1", 1, 0).observation_space.shape == (4,)
+
+
+def test_a_model_loaded_as_the_wrong_algorithm_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    DQfD("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8])).save("dqfd_model")
+    Path("not_a_model.zip").write_text("hello")
+    cases = [
+        (["evaluate", "dqfd_model.zip", "--algo", "dqn", "--env", "CartPole-v1"], "was saved by dqfd"),
+        (["record", "--env", "CartPole-v1", "--model", "dqfd_model", "--algo", "a2c", "--output", "x.npz"], "use --algo dqfd"),
+        (["record", "--env", "CartPole-v1", "--model", "nope.zip", "--output", "x.npz"], "'nope.zip' does not exist"),
+        (["evaluate", "not_a_model.zip", "--env", "CartPole-v1"], "not a model saved by Stable-Baselines3"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            run(*argv)
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and error.count("\n") == 1 and message in error, (argv, error)
+    assert not Path("x.npz").exists()
+
+
+def test_tensorboard_log_without_tensorboard_is_one_line(tmp_path, monkeypatch, capsys):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "tensorboard" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--tensorboard-log", str(tmp_path / "tb")]
+    with pytest.raises(SystemExit) as exit_info:
+        run(*argv)
+    assert exit_info.value.code == 2 and "--tensorboard-log needs TensorBoard" in capsys.readouterr().err
 
 
 def test_compare_writes_table_plot_and_json(tmp_path, capsys):

@@ -77,7 +77,8 @@ def postgres_url() -> Iterator[str]:
         run(*initdb, "--locale=C", "--encoding=UTF8")
         options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off"
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-o", options, "-w", "start")
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        # The plain scheme, as README writes it: SQLAlchemy >= 2.1 maps it to psycopg 3, older versions to psycopg2
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         if (data / "postmaster.pid").exists():
             run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")

@@ -207,10 +207,16 @@ def test_rl_zoo3_train_and_enjoy_with_transformer_a2c(
     assert _zoo(capsys, monkeypatch, *enjoy)[0] == 0
 
 
+def test_zoo_help_lists_the_scripts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert zoo_main(["--help"]) == 0
+    assert "{train,enjoy,plot_train,plot_from_file,all_plots,tune}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "argv, expected",
     [
         (["train", "--algo", "dqfq", "--env", "CartPole-v1"], "unknown algorithm 'dqfq'"),
+        (["train", "--algo", "transformer-a2c", "--env", "CartPole-v1"], "did you mean transformer_a2c?"),
         (["train", "--algo", "dqfd", "--env", "CartPole-v9"], "unknown environment 'CartPole-v9' (did you mean CartPole-v1"),
         (
             ["train", "--algo", "dqfd", "--env", "CartPole-v1", "-params", "marginn:1"],

@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = "python -m sb3_dqfd.zoo"
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"usage: {prog} {{{','.join(SCRIPTS)}}} [arguments]\n{__doc__}\nEach script's options: {prog} <script> --help")
+        return 0
     if not argv or argv[0] not in SCRIPTS:
         given = repr(argv[0]) if argv else "nothing"
         print(f"{prog}: error: expected a script ({', '.join(SCRIPTS)}), got {given}", file=sys.stderr)

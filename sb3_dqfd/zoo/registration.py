@@ -70,7 +70,10 @@ def algorithm_class(algo: str) -> type[BaseAlgorithm]:
 
     register_algorithms()
     if algo not in ALGOS:
-        raise ZooError(f"unknown algorithm {algo!r} (known: {', '.join(sorted(ALGOS))})")
+        # sb3-dqfd's own command line spells transformer-a2c: point at rl-zoo3's spelling
+        close = difflib.get_close_matches(algo.replace("-", "_"), list(ALGOS), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ZooError(f"unknown algorithm {algo!r} ({hint}known: {', '.join(sorted(ALGOS))})")
     return ALGOS[algo]
 
 
