@@ -159,6 +159,7 @@ def _arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_record(args: argparse.Namespace) -> None:
     """Record demonstrations from a built-in expert or a saved SB3 model and write them as ``.npz``."""
+    gym.spec(args.env)  # an unknown or retired env id first (gymnasium names the current version), not "no expert"
     if args.model is not None:
         expert: Any = load_model(args.model, args.algo)
     else:

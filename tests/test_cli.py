@@ -118,7 +118,8 @@ def test_compare_writes_table_plot_and_json(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["record", "--env", "NoSuchEnv-v0", "--output", "x.npz"], "No built-in expert for 'NoSuchEnv-v0'"),
+        (["record", "--env", "Pendulum-v1", "--output", "x.npz"], "No built-in expert for 'Pendulum-v1'"),
+        (["record", "--env", "LunarLander-v2", "--output", "x.npz"], "LunarLander-v3"),
         (["record", "--env", "NoSuchEnv-v0", "--expert", "CartPole-v1", "--output", "x.npz"], "NoSuchEnv"),
         (["train", "dqfd", "--env", "CartPole-v1", "--demos", "missing.npz"], "missing.npz: no such file"),
         (["train", "dqfd", "--env", "CartPole-v1"], "train dqfd needs --demos"),

@@ -42,8 +42,10 @@ MountainCar-v0:
 
 def test_unknown_keys_are_named(tmp_path):
     path = write(tmp_path, "CartPole-v1:\n  batch_size: 64\n  lerning_rate: 0.1\n  foo: 1\n")
-    with pytest.raises(ValueError, match=r"unknown hyperparameters for DQN.*\['foo', 'lerning_rate'\]"):
+    with pytest.raises(ValueError, match=r"unknown hyperparameters for DQN.*\['foo', 'lerning_rate'\]") as error:
         load_hyperparameters(path, "CartPole-v1", DQN)
+    assert "did you mean: lerning_rate -> learning_rate?" in str(error.value)
+    assert "_init_setup_model" not in str(error.value)  # SB3's private constructor argument is no hyperparameter
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Hyperparameter files in rl-zoo3's YAML format, read without ``eval``."""
 
 import ast
+import difflib
 import inspect
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,16 @@ def parse_hyperparameter(key: str, value: Any, where: str) -> Any:
     return value
 
 
+def constructor_keys(algorithm_class: type[BaseAlgorithm]) -> set[str]:
+    """
+    :param algorithm_class: an algorithm class
+    :return: the hyperparameters its constructor takes (``self``, ``env`` and SB3's private ``_init_setup_model`` left
+        out)
+    """
+    parameters = inspect.signature(algorithm_class.__init__).parameters
+    return {name for name in parameters if not name.startswith("_")} - {"self", "env"}
+
+
 def load_hyperparameters(path: str | Path, env_id: str, algorithm_class: type[BaseAlgorithm]) -> dict[str, Any]:
     """
     Read the entry for ``env_id`` from an rl-zoo3 style YAML file (``{env_id: {hyperparameter: value}}``).
@@ -83,12 +94,15 @@ def load_hyperparameters(path: str | Path, env_id: str, algorithm_class: type[Ba
     entry = content[env_id]
     if not isinstance(entry, dict):
         raise ValueError(f"{path}: the entry for {env_id!r} must be a mapping of hyperparameters, got {type(entry).__name__}")
-    known_keys = set(inspect.signature(algorithm_class.__init__).parameters) - {"self", "env"}
-    unknown = sorted(set(entry) - known_keys - set(RUN_KEYS))
+    known_keys = constructor_keys(algorithm_class) | set(RUN_KEYS)
+    unknown = sorted(set(entry) - known_keys)
     if unknown:
+        guesses = {key: difflib.get_close_matches(key, sorted(known_keys), n=1) for key in unknown}
+        hints = ", ".join(f"{key} -> {guess[0]}?" for key, guess in guesses.items() if guess)
         raise ValueError(
             f"{path}: unknown hyperparameters for {algorithm_class.__name__} on {env_id!r}: {unknown} "
-            f"(known: {sorted(known_keys | set(RUN_KEYS))})"
+            + (f"(did you mean: {hints}) " if hints else "")
+            + f"(known: {sorted(known_keys)})"
         )
     return {key: parse_hyperparameter(key, value, f"{path} [{env_id}]") for key, value in entry.items()}
 

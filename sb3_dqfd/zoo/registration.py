@@ -1,7 +1,6 @@
 """Make rl-zoo3 know our algorithms: its algorithm table, its Optuna samplers and our hyperparameter files."""
 
 import difflib
-import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ import gymnasium as gym
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_dqfd.common.hyperparams import HYPERPARAMS_DIR, RUN_KEYS
+from sb3_dqfd.common.hyperparams import HYPERPARAMS_DIR, RUN_KEYS, constructor_keys
 from sb3_dqfd.zoo.samplers import (
     convert_dqfd_params,
     convert_transformer_a2c_params,
@@ -109,8 +108,7 @@ def known_keys(algorithm: type[BaseAlgorithm]) -> set[str]:
     :return: the keys an rl-zoo3 entry may hold for it: its constructor arguments, the run keys (``n_timesteps``,
         ``n_envs``, ``policy``) and the keys rl-zoo3 consumes itself (:data:`ZOO_KEYS`)
     """
-    constructor_keys = set(inspect.signature(algorithm.__init__).parameters) - {"self", "env", "_init_setup_model"}
-    return constructor_keys | set(RUN_KEYS) | set(ZOO_KEYS)
+    return constructor_keys(algorithm) | set(RUN_KEYS) | set(ZOO_KEYS)
 
 
 def read_zoo_entry(path: str | Path, env_id: str, algorithm: type[BaseAlgorithm]) -> dict[str, Any]:

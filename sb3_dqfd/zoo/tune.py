@@ -340,5 +340,5 @@ def run_tune(args: argparse.Namespace) -> None:
     write_best_yaml(study, args.algo, args.env, base_entry, output, args.storage)
     best = study.best_trial
     print(f"Study {study.study_name!r}: {_state_counts(study)}")
-    print(f"Best: trial #{best.number}, value {best.value:.2f}, params {best.params}")
-    print(f"Best hyperparameters written to {output}")
+    print(f"Best: trial #{best.number}, value {best.value:.2f}, sampled parameters {best.params}")
+    print(f"Best hyperparameters written to {output} (as constructor arguments, e.g. a linear schedule as lin_<x>)")
