@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import yaml
 from optuna.distributions import CategoricalDistribution
@@ -329,6 +330,49 @@ def tune(args: argparse.Namespace) -> tuple[optuna.Study, dict[str, Any]]:
     return study, base_entry
 
 
+def plot_study(study: optuna.Study, path: Path) -> None:
+    """
+    Plot a study as a person reads it: each trial's objective with the best so far, and each trial's evaluations.
+
+    Left: the final evaluation of every finished trial by trial number (pruned ones at their last evaluation, as x)
+    and the best value so far. Right: the intermediate evaluations (pruning points) of every trial, pruned ones
+    dashed, so one sees where the pruner cut trials off.
+
+    :param study: the study (every worker's trials)
+    :param path: the PNG to write
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    figure, (history, curves) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for trial in trials:
+        steps = sorted(trial.intermediate_values)
+        pruned = trial.state == TrialState.PRUNED
+        value = trial.value if not pruned else (trial.intermediate_values[steps[-1]] if steps else None)
+        if value is not None:
+            history.scatter(trial.number, value, marker="x" if pruned else "o", color="gray" if pruned else "tab:blue")
+        if steps:
+            values = [trial.intermediate_values[step] for step in steps]
+            curves.plot(steps, values, linestyle="--" if pruned else "-", color="gray" if pruned else None, alpha=0.8)
+    completed = sorted((trial.number, float(trial.value or 0.0)) for trial in trials if trial.state == TrialState.COMPLETE)
+    if completed:
+        numbers = [number for number, _ in completed]
+        best_so_far = np.maximum.accumulate([value for _, value in completed])
+        history.step(numbers, best_so_far, where="post", color="tab:red", label="best so far")
+        history.legend(loc="lower right", fontsize="small")
+    history.set(xlabel="trial", ylabel="last mean evaluation return", title=f"{study.study_name}: {_state_counts(study)}")
+    curves.set(xlabel="environment steps", ylabel="mean evaluation return", title="evaluations per trial (pruned: dashed)")
+    for axis in (history, curves):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def run_tune(args: argparse.Namespace) -> None:
     """
     The ``tune`` command: run the search, print a summary and write the best hyperparameters as YAML.
@@ -342,3 +386,5 @@ def run_tune(args: argparse.Namespace) -> None:
     print(f"Study {study.study_name!r}: {_state_counts(study)}")
     print(f"Best: trial #{best.number}, value {best.value:.2f}, sampled parameters {best.params}")
     print(f"Best hyperparameters written to {output} (as constructor arguments, e.g. a linear schedule as lin_<x>)")
+    plot_study(study, output.with_suffix(".png"))
+    print(f"Study plot: {output.with_suffix('.png')}")
