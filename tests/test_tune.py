@@ -68,6 +68,7 @@ def test_workers_share_a_sqlite_study_and_best_yaml_is_usable(workdir: Path, cap
     assert load_hyperparameters("best.yml", "CartPole-v1", DQfD)["margin"] == study.best_trial.params["margin"]
     assert f"trial #{study.best_trial.number}" in Path("best.yml").read_text()
     assert Path("best.png").stat().st_size > 10_000  # the study plot beside the YAML
+    assert "set it to 200 to reproduce the trial" in Path("best.yml").read_text()  # trials ran shorter than the entry
 
 
 def test_pruned_trials_stop_early_and_are_reported(

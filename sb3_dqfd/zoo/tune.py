@@ -207,7 +207,13 @@ def _state_counts(study: optuna.Study) -> str:
 
 
 def write_best_yaml(
-    study: optuna.Study, algo: str, env_id: str, base_entry: dict[str, Any], output: Path, storage: str | None
+    study: optuna.Study,
+    algo: str,
+    env_id: str,
+    base_entry: dict[str, Any],
+    output: Path,
+    storage: str | None,
+    trial_timesteps: int | None = None,
 ) -> dict[str, Any]:
     """
     Write the best trial's hyperparameters as a ready-to-use rl-zoo3 YAML file (atomically: workers may share it).
@@ -218,6 +224,8 @@ def write_best_yaml(
     :param base_entry: the raw YAML entry the study was run with
     :param output: the file to write
     :param storage: the storage URL, for the header (password hidden)
+    :param trial_timesteps: the budget of each trial (``--n-timesteps``), said in the header where it differs from the
+        entry's ``n_timesteps``: schedules (learning rate, epsilon) stretch over the budget they are trained with
     :return: the written entry
     """
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -232,6 +240,11 @@ def write_best_yaml(
         f"# Written by: {' '.join(sys.orig_argv)}\n"
         f"# Train with: python -m sb3_dqfd.zoo train --algo {algo} --env {env_id} --conf-file {output}\n"
     )
+    if trial_timesteps and trial_timesteps != entry.get("n_timesteps"):
+        header += (
+            f"# The trials ran {trial_timesteps:,} steps each; n_timesteps below is the tuned entry's budget. Schedules "
+            f"stretch over n_timesteps: set it to {trial_timesteps} to reproduce the trial.\n"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=output.parent, suffix=".tmp", delete=False) as file:
         file.write(header + yaml.safe_dump({env_id: entry}, sort_keys=True))
@@ -381,7 +394,7 @@ def run_tune(args: argparse.Namespace) -> None:
     """
     study, base_entry = tune(args)
     output = Path(args.output) if args.output else Path(args.log_folder) / f"{study.study_name}.yml"
-    write_best_yaml(study, args.algo, args.env, base_entry, output, args.storage)
+    write_best_yaml(study, args.algo, args.env, base_entry, output, args.storage, args.n_timesteps)
     best = study.best_trial
     print(f"Study {study.study_name!r}: {_state_counts(study)}")
     print(f"Best: trial #{best.number}, value {best.value:.2f}, sampled parameters {best.params}")
