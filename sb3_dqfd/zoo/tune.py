@@ -135,7 +135,13 @@ def check_fixed_params(algo: str, fixed: dict[str, Any]) -> None:
         raise ZooError(f"algorithm {algo!r} has no Optuna sampler in rl-zoo3 (tunable: {tunable})")
     if not fixed:
         return
-    trial = optuna.create_study(sampler=RandomSampler(seed=0)).ask()
+    # A throwaway in-memory study: keep Optuna from announcing it next to the study the user asked for
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        trial = optuna.create_study(sampler=RandomSampler(seed=0)).ask()
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     HYPERPARAMS_SAMPLER[algo](trial, 1, 1, dict(_SAMPLER_ARGS))
     distributions = trial.distributions
     unknown = sorted(set(fixed) - set(distributions))
