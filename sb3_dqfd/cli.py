@@ -275,15 +275,15 @@ def compare(
         dqn = DQN("MlpPolicy", make_env(env_id, 1, seed), seed=seed, **ZOO_DQN_HYPERPARAMS[env_id])
         label = "DQN (rl-zoo3)"
         curves.append(train_with_curve(dqn, label, seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar))
-    output = Path(output_dir)
+    stem = Path(output_dir) / f"compare_{env_id}"
     threshold = gym.spec(env_id).reward_threshold
     table = format_table(summarize(curves, threshold), threshold)
-    plot_curves(curves, output / f"compare_{env_id}.png", f"DQfD vs DQN on {env_id} ({demos_spec})", threshold)
-    (output / f"compare_{env_id}.md").write_text(table + "\n")
+    plot_curves(curves, f"{stem}.png", f"DQfD vs DQN on {env_id} ({demos_spec})", threshold)
+    Path(f"{stem}.md").write_text(table + "\n")
     metadata = {"command": sys.argv, "env": env_id, "demos": demos_spec, "seeds": list(seeds), "machine": _machine()}
-    save_results(output / f"compare_{env_id}.json", curves, metadata)
+    save_results(f"{stem}.json", curves, metadata)
     print(table)
-    print(f"Plot: {output / f'compare_{env_id}.png'}  results: {output / f'compare_{env_id}.json'}")
+    print(f"Table: {stem}.md  plot: {stem}.png  results: {stem}.json")
     return curves
 
 
