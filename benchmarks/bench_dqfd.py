@@ -24,7 +24,6 @@ import json
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,8 @@ from sb3_dqfd.common.experiment import (
     LearningCurve,
     format_table,
     plot_curves,
+    run_in_processes,
+    save_results,
     summarize,
     train_with_curve,
 )
@@ -126,13 +127,20 @@ def run_one(job: tuple[str, str, int, int, dict[str, Any]]) -> tuple[LearningCur
 
 
 def run_task(
-    env_id: str, seeds: list[int], budget: int, run_dqn: bool, jobs: int, hyperparameters: dict[str, Any]
+    env_id: str, seeds: list[int], budget: int, run_dqn: bool, jobs: int, hyperparameters: dict[str, Any], partial: Path
 ) -> tuple[list[LearningCurve], dict[str, Any]]:
-    """All runs of one task, ``jobs`` processes at a time (DQfD with ``hyperparameters`` and DQN side by side)."""
+    """
+    All runs of one task, ``jobs`` processes at a time (DQfD with ``hyperparameters`` and DQN side by side).
+
+    Each finished run is saved to ``partial`` at once, so that stopping a run of hours keeps the runs that ended.
+    """
     methods = ["DQfD", "DQN"] if run_dqn else ["DQfD"]
     runs = [(method, env_id, seed, budget, hyperparameters) for seed in seeds for method in methods]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(run_one, runs))
+
+    def save_partial(finished: list[tuple[LearningCurve, dict[str, Any]]]) -> None:
+        save_results(partial, [curve for curve, _ in finished], {"command": " ".join(sys.argv), "complete": False})
+
+    results = run_in_processes(run_one, runs, jobs, on_result=save_partial)
     curves = [curve for curve, _ in results]
     extra = {key: value for _, run_extra in results for key, value in run_extra.items()}
     return curves, extra
@@ -263,13 +271,14 @@ def main() -> None:
         seeds = list(range(args.seeds))
         # Read once here: the runs get the values, so editing dqfd.yml during a run cannot change it
         hyperparameters = shipped_hyperparameters(DQfD, env_id) | overrides
-        curves, extra = run_task(env_id, seeds, budget, not args.no_dqn, args.jobs, hyperparameters)
+        # Runs with --set never overwrite the results of the shipped settings
+        name = f"dqfd_{env_id.split('-')[0].lower()}_{suffix}" + ("_custom" if overrides else "")
+        partial = RESULTS / f"{name}.partial.json"
+        curves, extra = run_task(env_id, seeds, budget, not args.no_dqn, args.jobs, hyperparameters, partial)
         rows = summarize(curves, task["threshold"])
         print(f"\n{env_id}, {budget:,} steps, {args.seeds} seeds\n{format_table(rows, task['threshold'])}", flush=True)
         checks = criteria(env_id, curves, extra)
         print(json.dumps(checks), flush=True)
-        # Runs with --set never overwrite the results of the shipped settings
-        name = f"dqfd_{env_id.split('-')[0].lower()}_{suffix}" + ("_custom" if overrides else "")
         plot_curves(
             curves,
             RESULTS / f"{name}.png",
@@ -287,6 +296,7 @@ def main() -> None:
         }
         report[env_id]["curves"] = [curve.__dict__ for curve in curves]
         (RESULTS / f"{name}.json").write_text(json.dumps(report[env_id] | {"gradient_step_seconds": cost}, indent=2))
+        partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import argparse
 import json
 import platform
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,15 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from sb3_dqfd.common.experiment import LearningCurve, format_table, plot_curves, save_results, summarize, train_with_curve
+from sb3_dqfd.common.experiment import (
+    LearningCurve,
+    format_table,
+    plot_curves,
+    run_in_processes,
+    save_results,
+    summarize,
+    train_with_curve,
+)
 from sb3_dqfd.common.hyperparams import HYPERPARAMS_DIR, load_hyperparameters
 from sb3_dqfd.transformer_a2c import TransformerA2C
 
@@ -95,19 +102,26 @@ def main() -> None:
     th.set_num_threads(1)
     print("reproduce: OMP_NUM_THREADS=1 python " + " ".join(sys.argv), flush=True)
 
+    name = "walker2d_full" if args.full else "walker2d_small"
+    command = "OMP_NUM_THREADS=1 python " + " ".join(sys.argv)
+    # Every finished run is saved at once: stopping this multi-hour benchmark keeps the runs that ended
+    partial = RESULTS / f"{name}.partial.json"
+
+    def save_partial(finished: list[LearningCurve]) -> None:
+        save_results(partial, finished, {"command": command, "complete": False})
+
     # A2C first: with one env it trains ~4x slower than TransformerA2C, so starting it first finishes the pool sooner
     jobs = [(method, seed, budget, eval_freq) for method in reversed(METHODS) for seed in range(n_seeds)]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        curves = sorted(pool.map(run_one, jobs), key=lambda curve: METHODS.index(curve.label))
+    curves = run_in_processes(run_one, jobs, args.jobs, on_result=save_partial)
+    curves.sort(key=lambda curve: METHODS.index(curve.label))
 
     rows = summarize(curves, threshold=None)
     best = best_returns(curves)
     print(f"\n{ENV_ID}, {budget:,} steps, {n_seeds} seeds\n{format_table(rows, None)}", flush=True)
     print("median best evaluation: " + json.dumps(best), flush=True)
-    name = "walker2d_full" if args.full else "walker2d_small"
     plot_curves(curves, RESULTS / f"{name}.png", f"{ENV_ID}: TransformerA2C (transformer_a2c.yml) vs A2C (rl-zoo3)")
     metadata: dict[str, Any] = {
-        "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
+        "command": command,
         "machine": f"{platform.processor() or platform.machine()}, torch threads 1, shared 2-core machine",
         "budget": budget,
         "eval_freq": eval_freq,
@@ -116,6 +130,7 @@ def main() -> None:
         "median_best_return": best,
     }
     save_results(RESULTS / f"{name}.json", curves, metadata)
+    partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

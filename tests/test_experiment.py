@@ -1,12 +1,21 @@
 """Learning curves, their summaries, tables, plots and JSON."""
 
 import json
+import time
 
 import pytest
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_dqfd.common.experiment import LearningCurve, format_table, plot_curves, save_results, summarize, train_with_curve
+from sb3_dqfd.common.experiment import (
+    LearningCurve,
+    format_table,
+    plot_curves,
+    run_in_processes,
+    save_results,
+    summarize,
+    train_with_curve,
+)
 
 
 def curve(label, seed, returns, step=1000):
@@ -57,3 +66,17 @@ def test_train_with_curve_plot_and_json(tmp_path):
     save_results(tmp_path / "results.json", [run], {"command": "test"})
     content = json.loads((tmp_path / "results.json").read_text())
     assert content["curves"][0]["timesteps"] == [0, 250, 500, 600]
+
+
+def slow_square(job: int) -> int:
+    time.sleep(0.05 * job)  # the longest job is submitted first and ends last
+    return job * job
+
+
+def test_run_in_processes_keeps_job_order_and_reports_each_finished_run():
+    seen: list[list[int]] = []
+    assert run_in_processes(slow_square, [4, 1, 2], max_workers=3, on_result=seen.append) == [16, 1, 4]
+    assert [len(finished) for finished in seen] == [1, 2, 3]
+    assert seen[0] == [1] and sorted(seen[-1]) == [1, 4, 16]  # completion order, the slow job last
+    with pytest.raises(ValueError, match="max_workers must be at least 1"):
+        run_in_processes(slow_square, [1], max_workers=0)

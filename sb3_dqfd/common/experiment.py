@@ -3,9 +3,10 @@
 import json
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -13,6 +14,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
+
+JobT = TypeVar("JobT")
+ResultT = TypeVar("ResultT")
 
 # rl-zoo3's tuned DQN hyperparameters (hyperparams/dqn.yml): the baseline DQfD is compared with
 ZOO_DQN_HYPERPARAMS: dict[str, dict[str, Any]] = {
@@ -296,6 +300,36 @@ def plot_curves(curves: Sequence[LearningCurve], path: str | Path, title: str, t
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def run_in_processes(
+    function: Callable[[JobT], ResultT],
+    jobs: Sequence[JobT],
+    max_workers: int,
+    on_result: Callable[[list[ResultT]], None] | None = None,
+) -> list[ResultT]:
+    """
+    Run ``function`` on every job in worker processes, ``max_workers`` at a time; results in the order of ``jobs``.
+
+    ``on_result`` sees the results finished so far (in completion order) after each job: a long benchmark can save
+    them, so that stopping it keeps every run that ended.
+
+    :param function: a module-level function (it is pickled into the workers)
+    :param jobs: its arguments, one per run
+    :param max_workers: processes at once
+    :param on_result: called with the finished results after each job ends
+    :return: the results, ``results[i]`` from ``jobs[i]``
+    """
+    if max_workers < 1:
+        raise ValueError(f"max_workers must be at least 1, got {max_workers}")
+    results: dict[int, ResultT] = {}
+    with ProcessPoolExecutor(max_workers=max_workers) as pool:
+        futures = {pool.submit(function, job): index for index, job in enumerate(jobs)}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            if on_result is not None:
+                on_result(list(results.values()))
+    return [results[index] for index in range(len(jobs))]
 
 
 def save_results(path: str | Path, curves: Sequence[LearningCurve], metadata: dict[str, Any]) -> None:
