@@ -185,6 +185,10 @@ def _build_model(args: argparse.Namespace, env: VecEnv) -> tuple[BaseAlgorithm, 
         if spec is None:
             raise UsageError("train dqfd needs --demos (a file or expert:N), or a demonstrations path in --hyperparams")
         hyperparams["demonstrations"] = demonstrations_from_arg(str(spec), args.env, args.seed)
+        if args.pretrain_steps is not None:
+            hyperparams["pretrain_steps"] = args.pretrain_steps
+    elif args.pretrain_steps is not None:
+        raise UsageError(f"--pretrain-steps is a DQfD option; {args.algo} does not pre-train")
     if args.tensorboard_log is not None and importlib.util.find_spec("tensorboard") is None:
         raise UsageError("--tensorboard-log needs TensorBoard: pip install tensorboard (or sb3-dqfd[all])")
     model = algorithm_class(policy, env, seed=args.seed, tensorboard_log=args.tensorboard_log, verbose=0, **hyperparams)
@@ -369,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env", required=True)
     train.add_argument("--demos", help="demonstrations: a file or expert:N (DQfD)")
     train.add_argument("--hyperparams", help="rl-zoo3 style YAML file {env_id: {name: value}}")
+    train.add_argument("--pretrain-steps", type=int, help="DQfD pre-training updates (default: the YAML's, else DQfD's)")
     train.add_argument("--timesteps", type=int, help="environment steps (default: n_timesteps of the YAML, else 50k)")
     train.add_argument("--n-envs", type=int, default=1)
     train.add_argument("--seed", type=int, default=0)

@@ -56,7 +56,8 @@ def test_train_reads_the_demonstrations_path_of_the_yaml(tmp_path, monkeypatch):
     assert run("record", "--env", "CartPole-v1", "--episodes", "1", "--output", "demos/cartpole.npz") == 0
     Path("dqfd.yml").write_text("CartPole-v1:\n  demonstrations: demos/cartpole.npz\n  pretrain_steps: 10\n")
     argv = ["train", "dqfd", "--env", "CartPole-v1", "--hyperparams", "dqfd.yml", "--timesteps", "50", "--eval-freq", "50"]
-    assert run(*argv, "--eval-episodes", "1", "--output-dir", "run") == 0
+    assert run(*argv, "--eval-episodes", "1", "--output-dir", "run", "--pretrain-steps", "5") == 0
+    assert DQfD.load("run/dqfd_CartPole-v1").pretrain_steps == 5  # the command line over the YAML's 10
     # The one recorded episode (the CartPole expert never fails: 500 steps) travelled into the saved model
     assert DQfD.load("run/dqfd_CartPole-v1").demonstration_arrays.lengths.tolist() == [500]
 
@@ -123,6 +124,7 @@ def test_compare_writes_table_plot_and_json(tmp_path, capsys):
         (["record", "--env", "NoSuchEnv-v0", "--expert", "CartPole-v1", "--output", "x.npz"], "NoSuchEnv"),
         (["train", "dqfd", "--env", "CartPole-v1", "--demos", "missing.npz"], "missing.npz: no such file"),
         (["train", "dqfd", "--env", "CartPole-v1"], "train dqfd needs --demos"),
+        (["train", "transformer-a2c", "--env", "CartPole-v1", "--pretrain-steps", "5"], "does not pre-train"),
         (["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:zero"], "expected expert:N"),
         (["train", "dqfd", "--env", "MountainCar-v0", "--demos", "CARTPOLE"], "observations have shape (4,)"),
         (["evaluate", "missing.zip", "--algo", "dqfd", "--env", "CartPole-v1"], "model file 'missing.zip' does not exist"),
