@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -107,6 +107,7 @@ def random_windows(policy: TransformerActorCriticPolicy, batch: int, n_valid: in
     share_encoder=st.booleans(),
     seed=st.integers(0, 2**16),
 )
+@example(n_valid=4, n_layers=1, gated=True, share_encoder=True, seed=103)  # a gated change of ~1e-5 failed allclose in CI
 def test_slots_before_episode_start_do_not_change_the_output(n_valid, n_layers, gated, share_encoder, seed):
     th.manual_seed(seed)
     policy = make_policy(n_layers=n_layers, gated=gated, share_encoder=share_encoder)
@@ -131,7 +132,8 @@ def test_slots_before_episode_start_do_not_change_the_output(n_valid, n_layers, 
         moved[:, -2] += 1.0
         with th.no_grad():
             third = policy.evaluate_actions(ContextWindows(moved, windows.prev_actions, windows.valid), actions)
-        assert not th.allclose(first[1], third[1])
+        # Exactly, not allclose: a gated layer starts near the identity (GTrXL), so the change can be ~1e-5 at init
+        assert not th.equal(first[1], third[1])
 
 
 @pytest.mark.parametrize("context_len", [1, 4])
