@@ -68,8 +68,8 @@ def make_env(env_id: str, n_envs: int, seed: int, domain_randomization: str | No
     :param domain_randomization: name of a preset from :data:`sb3_dqfd.wrappers.PRESETS`
     :return: the vectorized, monitored environment
     """
-    if env_id not in gym.registry and importlib.util.find_spec("rl_zoo3") is not None:
-        # rl-zoo3's extra environments (CartPoleNoVel-v1, ...), which its YAML files and ours name
+    if env_id not in gym.registry:
+        # rl-zoo3's extra environments (CartPoleNoVel-v1, ...), which its YAML files and ours name; rl-zoo3 is optional
         with contextlib.suppress(ImportError):
             importlib.import_module("rl_zoo3.import_envs")
     wrapper = None

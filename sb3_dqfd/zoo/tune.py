@@ -376,10 +376,11 @@ def plot_study(study: optuna.Study, path: Path) -> None:
         if steps:
             values = [trial.intermediate_values[step] for step in steps]
             curves.plot(steps, values, linestyle="--" if pruned else "-", color="gray" if pruned else None, alpha=0.8)
-    completed = sorted((trial.number, float(trial.value or 0.0)) for trial in trials if trial.state == TrialState.COMPLETE)
+    # get_trials returns them by number; a completed trial always has its value
+    completed = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     if completed:
-        numbers = [number for number, _ in completed]
-        best_so_far = np.maximum.accumulate([value for _, value in completed])
+        numbers = [trial.number for trial in completed]
+        best_so_far = np.maximum.accumulate(np.array([trial.value for trial in completed], dtype=np.float64))
         history.step(numbers, best_so_far, where="post", color="tab:red", label="best so far")
         history.legend(loc="lower right", fontsize="small")
     history.set(xlabel="trial", ylabel="last mean evaluation return", title=f"{study.study_name}: {_state_counts(study)}")
