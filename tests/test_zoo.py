@@ -196,6 +196,20 @@ def test_rl_zoo3_train_enjoy_and_plots_with_dqfd(
     assert Path("results.pkl").is_file()
 
 
+def test_rl_zoo3_continues_training_a_dqfd_model(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rl-zoo3's train -i loads the model with the YAML entry, whose demonstrations are a file path
+    train = ["train", "--algo", "dqfd", "--env", "CartPole-v1", "-n", "200", "--eval-freq", "-1", "-f", "logs"]
+    assert _zoo(capsys, monkeypatch, *train, "-params", "pretrain_steps:20")[0] == 0
+    first = workdir / "logs" / "dqfd" / "CartPole-v1_1" / "CartPole-v1.zip"
+    status, error = _zoo(capsys, monkeypatch, *train, "-i", str(first), "-params", "pretrain_steps:20")
+    assert status == 0, error
+    model = DQfD.load(workdir / "logs" / "dqfd" / "CartPole-v1_2" / "CartPole-v1.zip", device="cpu")
+    assert model._n_pretrain_updates == 20  # the loaded model went on: no second pre-training
+    assert model.replay_buffer.n_demonstrations == model.demonstration_arrays.rewards.numel() > 0
+
+
 def test_rl_zoo3_train_and_enjoy_with_transformer_a2c(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

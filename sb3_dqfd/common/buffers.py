@@ -342,6 +342,40 @@ class DQfDReplayBuffer(ReplayBuffer):
             # Known-valid indices: skip SumTree.update's argument checks (this runs on every env step)
             self._tree._set(np.arange(start, start + self.n_envs), np.full(self.n_envs, self.max_priority))
 
+    def set_demonstration_rewards(self, rewards: np.ndarray) -> None:
+        """
+        Replace the stored demonstration rewards (e.g. rescaled for a new env's reward transform); the rest stays.
+
+        :param rewards: one reward per demonstration transition, in the order they were added, shape ``[n_demonstrations]``
+        """
+        rewards = np.asarray(rewards, dtype=np.float32)
+        if rewards.shape != (self._n_demonstrations,):
+            raise ValueError(
+                f"set_demonstration_rewards: expected {self._n_demonstrations} rewards (one per demonstration "
+                f"transition), got shape {rewards.shape}"
+            )
+        self._storage["rewards"][: self._n_demonstrations] = rewards
+
+    def truncate_running_episodes(self) -> np.ndarray:
+        """
+        End every env's unfinished episode at its newest stored row, as a truncation (a timeout).
+
+        The algorithm calls this when it resets the env mid-episode (a new ``learn()`` with ``reset_num_timesteps=True``,
+        the first ``learn()`` after ``load`` or ``set_env``): the stored episode is cut there, so no n-step window
+        runs on into the next episode's rewards and observations. A truncated row bootstraps from its stored next
+        observation, which is the true one. Rows that already end an episode (terminated or truncated) are untouched.
+        SB3 does the same in ``OffPolicyAlgorithm._setup_learn`` but only with ``optimize_memory_usage``.
+
+        :return: the env columns that were truncated, shape ``[n_truncated]``
+        """
+        if self.n_agent_transitions == 0:
+            return np.zeros(0, dtype=np.int64)
+        newest = (self.pos - 1) % self.buffer_size
+        running = np.flatnonzero(self.dones[newest] == 0)  # [n_running], env columns
+        self.dones[newest, running] = 1.0
+        self.timeouts[newest, running] = 1.0
+        return running
+
     def reset(self) -> None:
         """Drop the agent transitions (and their priorities); the demonstrations stay."""
         super().reset()

@@ -1,7 +1,11 @@
 """Deep Q-learning from Demonstrations (DQfD): the algorithm class and its loss terms."""
 
 import dataclasses
+import io
+import pathlib
+import time
 import warnings
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, ClassVar, TypeVar
 
@@ -12,8 +16,9 @@ from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import polyak_update, update_learning_rate
+from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
 from stable_baselines3.dqn.dqn import DQN
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -156,6 +161,18 @@ def dqfd_losses(
     }
 
 
+def _same_demonstrations(first: Demonstrations, second: Demonstrations) -> bool:
+    """:return: whether both hold the same episodes (observations, actions, rewards and ends, in order)"""
+    if len(first) != len(second):
+        return False
+    return all(
+        a.terminated == b.terminated
+        and a.truncated == b.truncated
+        and all(np.array_equal(getattr(a, name), getattr(b, name)) for name in ("observations", "actions", "rewards"))
+        for a, b in zip(first, second, strict=True)
+    )
+
+
 class DQfD(DQN):
     """
     Deep Q-learning from Demonstrations (DQfD).
@@ -187,10 +204,14 @@ class DQfD(DQN):
     weights of dead units subnormal, which made CPU updates ~4x slower (:func:`sb3_dqfd.common.utils.flush_denormal`).
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, ...)
-    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param env: The environment to learn from (if registered in Gym, can be str). Its actions must be ``Discrete``
+        starting at 0. A ``RewardScaling`` wrapper must use a fixed transform (running normalization is refused: the
+        rewards stored in the replay buffer would drift away from the agent's)
     :param demonstrations: expert demonstrations, anything :func:`sb3_dqfd.load_demonstrations` accepts
-        (a :class:`~sb3_dqfd.Demonstrations`, a file path, ...); validated against ``env`` here. They are kept
-        permanently in the replay buffer and saved with the model.
+        (a :class:`~sb3_dqfd.Demonstrations`, a file path, ``"expert:N"`` for N episodes of the env's built-in expert,
+        ...); validated against ``env`` here. They are kept permanently in the replay buffer, saved with the model,
+        and put back into the replay buffer by :meth:`load`. Their rewards get the env's fixed ``RewardScaling``
+        transform, again whenever :meth:`set_env` brings another one.
     :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
     :param buffer_size: size of the replay buffer, demonstrations included
     :param learning_starts: how many steps of the model to collect transitions for before learning starts
@@ -204,7 +225,8 @@ class DQfD(DQN):
         Set to ``-1`` means to do as many gradient steps as steps done in the environment during the rollout.
     :param replay_buffer_class: Replay buffer class, ``DQfDReplayBuffer`` or a subclass (``None``: ``DQfDReplayBuffer``)
     :param replay_buffer_kwargs: Extra keyword arguments for the replay buffer
-    :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer
+    :param optimize_memory_usage: not supported (must be False; SB3's memory-efficient variant drops the stored next
+        observations, which the n-step windows and timeouts of :class:`~sb3_dqfd.common.buffers.DQfDReplayBuffer` need)
     :param n_steps: length ``n`` of the n-step returns of J_n. SB3's ``OffPolicyAlgorithm`` uses the same name to
         build its ``NStepReplayBuffer``; here it configures the DQfD buffer, which yields 1-step and n-step fields
         of the same rows (SB3's buffer would replace the 1-step transition)
@@ -308,6 +330,14 @@ class DQfD(DQN):
                     f"DQfD needs a discrete action space (gymnasium.spaces.Discrete), got {env.action_space}: "
                     "the large-margin loss and the Q-network take a max over a finite set of actions"
                 )
+            if env.action_space.start != 0:
+                # SB3's Q-networks act with indices 0..n-1 and would send them to the env unshifted
+                raise ValueError(
+                    f"DQfD needs Discrete actions that start at 0, got {env.action_space} (start="
+                    f"{env.action_space.start}): SB3's Q-networks choose indices 0..n-1 and pass them to the env as "
+                    "they are. Wrap the env in a gymnasium.ActionWrapper whose action(a) returns a + start, and record "
+                    "or shift the demonstrations' actions to 0..n-1"
+                )
             if isinstance(env.observation_space, spaces.Dict):
                 raise ValueError(
                     f"DQfD does not support Dict observation spaces yet (got {env.observation_space}): its replay buffer "
@@ -369,6 +399,7 @@ class DQfD(DQN):
         # Pre-training runs once per model: the flag is saved, so a loaded model does not pre-train again
         self.pretrained = False
         self._n_pretrain_updates = 0
+        self._logger_before_learn = False
 
         self.demonstrations = None
         if has_demonstrations:
@@ -488,6 +519,8 @@ class DQfD(DQN):
         finally:
             self.n_steps = n_steps
         self.demonstration_arrays = self._demonstrations_to_arrays(self.demonstrations)
+        # Checked with or without demonstrations: a running RewardScaling stores rewards that drift (README)
+        self._demonstration_reward_transform = self._reward_transform()
         if self.demonstrations is not None:
             self.replay_buffer.add_demonstrations(self._scaled_demonstrations(self.demonstrations))
             # After load() there are no demonstrations here yet: the saved state_dict brings the statistics back
@@ -543,12 +576,24 @@ class DQfD(DQN):
             step_start += length
         return Demonstrations(episodes, self.observation_space, self.action_space)
 
+    def _reward_transform(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """
+        The fixed reward transform of the env's ``RewardScaling`` wrappers (None without one, or without an env).
+
+        Raises a ValueError for running normalization (``RewardScaling(normalize=True)`` always,
+        ``VecNormalize(norm_reward=True)`` with demonstrations), see :func:`demonstration_reward_transform`.
+        """
+        if self.env is None:
+            return None
+        return demonstration_reward_transform(self.env, allow_vec_normalize=self.demonstrations is None)
+
     def _scaled_demonstrations(self, demonstrations: Demonstrations) -> Demonstrations:
         """
         The demonstrations with the training env's fixed reward transform applied (a ``RewardScaling`` wrapper), so
         demonstration and agent rewards share one scale in the buffer. Raises a ValueError for running normalization.
         """
-        transform = None if self.env is None else demonstration_reward_transform(self.env)
+        transform = self._reward_transform()
+        self._demonstration_reward_transform = transform
         if transform is None:
             return demonstrations
         episodes = [
@@ -558,11 +603,147 @@ class DQfD(DQN):
         return Demonstrations(episodes, demonstrations.observation_space, demonstrations.action_space)
 
     def _ensure_demonstrations_in_buffer(self) -> None:
-        """After :meth:`load`, put the saved demonstrations back into a fresh replay buffer."""
-        if self.demonstrations is None:
-            self.demonstrations = self._arrays_to_demonstrations()
+        """Put the demonstrations back into a replay buffer that has none (after ``replay_buffer.reset``-like surgery)."""
         if self.demonstrations is not None and self.replay_buffer.n_demonstrations == 0:
             self.replay_buffer.add_demonstrations(self._scaled_demonstrations(self.demonstrations))
+
+    def _restore_demonstrations(self, given: Any, where: str) -> None:
+        """
+        After :meth:`load`: rebuild the saved demonstrations and put them into the replay buffer, or take ``given``.
+
+        :param given: demonstrations passed to :meth:`load` (any form the constructor accepts), or None
+        :param where: the loaded file, for error messages
+        """
+        saved = self._arrays_to_demonstrations()
+        if given is not None:
+            demonstrations = self._load_demonstrations(given)
+            if saved is not None and not _same_demonstrations(saved, demonstrations):
+                raise ValueError(
+                    f"DQfD.load: the demonstrations given ({len(demonstrations)} episodes, {demonstrations.n_transitions} "
+                    f"transitions) differ from the ones saved in {where} ({len(saved)} episodes, {saved.n_transitions} "
+                    "transitions): load without demonstrations= to continue with the saved ones, or start a new model "
+                    "to learn from other demonstrations"
+                )
+            saved = demonstrations
+        self.demonstrations = saved
+        self.demonstration_arrays = self._demonstrations_to_arrays(saved)
+        self._ensure_demonstrations_in_buffer()
+
+    def _load_demonstrations(self, source: Any) -> Demonstrations:
+        """:func:`load_demonstrations` against the env (or the model's spaces without one), then the DQfD checks."""
+        if self.env is not None:
+            demonstrations = load_demonstrations(source, env=self.env)
+        else:
+            episodes = load_demonstrations(source).episodes
+            demonstrations = Demonstrations(episodes, self.observation_space, self.action_space)
+        self._check_demonstrations(demonstrations)
+        return demonstrations
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfDQfD],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfDQfD:
+        """
+        Load a DQfD model (SB3's ``load``) and put its saved demonstrations back into the replay buffer at once.
+
+        ``demonstrations=`` (any form the constructor accepts, as rl-zoo3's ``train -i`` passes its YAML entry) gives
+        demonstrations to a model saved without any; for a model saved with demonstrations they must be the same
+        ones (a ValueError otherwise). The other arguments are SB3's.
+
+        :param path: path to the file (or a file-like) where to load the agent from
+        :param env: the new environment to run the loaded model on (can be None if you only need prediction from a
+            trained model); demonstration rewards get its fixed ``RewardScaling`` transform
+        :param device: Device on which the code should run.
+        :param custom_objects: Dictionary of objects to replace upon loading (SB3's ``load``)
+        :param print_system_info: Whether to print system info from the saved model and the current system info
+        :param force_reset: Force call to ``reset()`` before training to avoid unexpected behavior
+        :param kwargs: extra arguments to change the model when loading, ``demonstrations`` included
+        :return: the loaded model
+        """
+        demonstrations = kwargs.pop("demonstrations", None)
+        model = super().load(
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
+        model._restore_demonstrations(demonstrations, where=str(path))
+        return model
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        """
+        SB3's ``set_env``, which also rescales the stored demonstration rewards when the new env's fixed
+        ``RewardScaling`` transform differs from the old one (running normalization is refused before anything changes).
+
+        :param env: The environment for learning a policy
+        :param force_reset: Force call to ``reset()`` before training to avoid unexpected behavior
+        """
+        env = self._wrap_env(env, self.verbose)
+        allow_vec_normalize = self.demonstrations is None
+        transform = demonstration_reward_transform(env, allow_vec_normalize=allow_vec_normalize)
+        super().set_env(env, force_reset)
+        if transform == self._demonstration_reward_transform or self.demonstrations is None:
+            self._demonstration_reward_transform = transform
+            return
+        self.replay_buffer.set_demonstration_rewards(self._scaled_demonstrations(self.demonstrations).to_transitions().rewards)
+        if self.replay_buffer.n_agent_transitions > 0:
+            warnings.warn(
+                f"DQfD.set_env: the new env scales rewards differently; the demonstration rewards were rescaled, but the "
+                f"{self.replay_buffer.n_agent_transitions} agent transitions in the replay buffer keep the old scale"
+            )
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """
+        Load a replay buffer saved by :meth:`save_replay_buffer` (SB3's ``load_replay_buffer``), refusing one that
+        does not fit this model (another buffer class, spaces, ``n_envs``, ``n_steps`` or ``gamma``) before anything
+        changes.
+
+        :param path: Path to the pickled replay buffer.
+        :param truncate_last_traj: passed to SB3 (used by ``HerReplayBuffer`` only). The newest stored episode of
+            each env is cut anyway when ``learn()`` resets the env (see :meth:`DQfDReplayBuffer.truncate_running_episodes`)
+        """
+        buffer = load_from_pkl(path, self.verbose)
+        self._check_replay_buffer(buffer, str(path))
+        buffer.device = self.device  # the saved device may not exist here (SB3 does the same)
+        self.replay_buffer = buffer
+
+    def _check_replay_buffer(self, buffer: Any, where: str) -> None:
+        """Raise a ValueError if a loaded replay buffer does not fit this model."""
+        if not isinstance(buffer, DQfDReplayBuffer):
+            raise ValueError(
+                f"load_replay_buffer: {where} holds a {type(buffer).__name__} (saved by another algorithm, e.g. DQN): "
+                "DQfD needs a DQfDReplayBuffer saved by DQfD.save_replay_buffer (it keeps the demonstrations, the "
+                "n-step windows and the priorities)"
+            )
+        expected = {
+            "observation_space": self.observation_space,
+            "action_space": self.action_space,
+            "n_envs": self.n_envs,
+            "n_steps": self.n_steps,
+            "gamma": self.gamma,
+        }
+        different = [
+            f"{name} {getattr(buffer, name)} (model: {value})"
+            for name, value in expected.items()
+            if getattr(buffer, name) != value
+        ]
+        if different:
+            raise ValueError(f"load_replay_buffer: the buffer in {where} does not fit this model: {', '.join(different)}")
+        if self.demonstrations is not None and buffer.n_demonstrations == 0 and buffer.n_agent_transitions > 0:
+            raise ValueError(
+                f"load_replay_buffer: the buffer in {where} holds agent data but no demonstrations, and the model has "
+                f"{len(self.demonstrations)} demonstration episodes: they cannot be added in front of agent data"
+            )
 
     def _update_beta(self) -> None:
         """Anneal the importance-sampling exponent linearly from ``beta0`` to 1 over the learn() budget fraction."""
@@ -647,6 +828,7 @@ class DQfD(DQN):
         self.logger.record(f"{prefix}/n_updates", self._n_updates, exclude="tensorboard")
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        self._ensure_logger()
         # Switch to train mode (this affects batch norm / dropout)
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
@@ -674,13 +856,13 @@ class DQfD(DQN):
         self._ensure_demonstrations_in_buffer()
         if self.replay_buffer.n_demonstrations == 0:
             raise ValueError("pretrain needs demonstrations: pass demonstrations=... to DQfD")
-        if not hasattr(self, "_logger"):
-            self._logger = self._configure_default_logger()
+        self._ensure_logger()
         self.policy.set_training_mode(True)
         # SB3's _update_learning_rate would log it under train/: pre-training logs go to pretrain/
         learning_rate = self.lr_schedule(self._current_progress_remaining)
         update_learning_rate(self.policy.optimizer, learning_rate)
         stats: list[dict[str, float]] = []
+        start_time = time.perf_counter()
         with flush_denormal():
             for step in tqdm(range(1, n_steps + 1), desc="DQfD pre-training", disable=not progress_bar):
                 stats.append(self._gradient_step(self.batch_size, demo_only=True))
@@ -694,16 +876,24 @@ class DQfD(DQN):
                     # instead of stacking every chunk at environment step 0
                     self._record(stats, prefix="pretrain")
                     self.logger.record("pretrain/learning_rate", learning_rate)
+                    # Pre-training's own timing: time/fps counts environment steps of interaction only
+                    elapsed = time.perf_counter() - start_time
+                    self.logger.record("pretrain/time_elapsed", elapsed)
+                    self.logger.record("pretrain/updates_per_second", step / max(elapsed, 1e-9))
                     self.logger.dump(step=self._n_pretrain_updates)
                     stats = []
         self.pretrained = True
         # Act with the interaction epsilon from now on (SB3 DQN sets it only after the first env step)
         self.exploration_rate = self.exploration_schedule(self._current_progress_remaining)
 
-    def _configure_default_logger(self) -> Any:
-        from stable_baselines3.common.utils import configure_logger
-
-        return configure_logger(self.verbose, self.tensorboard_log, "DQfD", True)
+    def _ensure_logger(self) -> None:
+        """
+        Configure SB3's default logger when :meth:`pretrain` or :meth:`train` run before any ``learn()`` (e.g. right
+        after :meth:`load`); the first ``learn()`` then keeps writing to the same run (one TensorBoard folder).
+        """
+        if not hasattr(self, "_logger"):
+            self._logger = configure_logger(self.verbose, self.tensorboard_log, "DQfD", True)
+            self._logger_before_learn = True
 
     def _setup_learn(
         self,
@@ -713,10 +903,21 @@ class DQfD(DQN):
         tb_log_name: str = "run",
         progress_bar: bool = False,
     ) -> Any:
-        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if reset_num_timesteps or self._last_obs is None:
+            # SB3 is about to reset the env in the middle of the stored episodes: end them there, or the n-step
+            # windows of their last rows would add the next episode's rewards and bootstrap from its states
+            self.replay_buffer.truncate_running_episodes()
+        # After pretrain() or train() ran before any learn(), the first learn() continues their logger run (one folder)
+        custom_logger, self._custom_logger = self._custom_logger, self._custom_logger or self._logger_before_learn
+        try:
+            result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        finally:
+            self._custom_logger, self._logger_before_learn = custom_logger, False
         self._ensure_demonstrations_in_buffer()
         if not self.pretrained and self.pretrain_steps > 0 and self.replay_buffer.n_demonstrations > 0:
             self.pretrain(self.pretrain_steps, progress_bar=progress_bar)
+            # time/fps is environment steps per second of interaction: start its clock after pre-training
+            self.start_time = time.time_ns()
         return result
 
     def learn(
@@ -740,7 +941,7 @@ class DQfD(DQN):
             )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "demonstrations"]
+        return [*super()._excluded_save_params(), "demonstrations", "_demonstration_reward_transform", "_logger_before_learn"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()

@@ -292,12 +292,17 @@ def _chain_states(env: gym.Env | VecEnv) -> list[list[dict[str, Any]]]:
     return [[wrapper.state_dict() for wrapper in _reward_scaling_wrappers(env)]]
 
 
-def demonstration_reward_transform(env: gym.Env | VecEnv) -> Callable[[np.ndarray], np.ndarray] | None:
+def demonstration_reward_transform(
+    env: gym.Env | VecEnv, allow_vec_normalize: bool = False
+) -> Callable[[np.ndarray], np.ndarray] | None:
     """
     The reward transform the agent sees in ``env``, to apply to demonstration rewards so both share one scale.
 
     :param env: a gymnasium env (its ``.env`` chain is searched) or an SB3 VecEnv (every sub-environment must carry
         the same :class:`RewardScaling` configuration)
+    :param allow_vec_normalize: accept ``VecNormalize(norm_reward=True)``: a replay buffer stores raw rewards and
+        normalizes them at sample time, so that is safe for agent data alone (the check for an algorithm without
+        demonstrations); ``RewardScaling(normalize=True)`` is refused either way, as it stores drifting rewards
     :return: a callable mapping an array of raw rewards to scaled rewards, identical to what the wrapper(s) apply
         (nested wrappers are composed, innermost first); None when ``env`` carries no RewardScaling
     :raises ValueError: when a RewardScaling (or SB3's ``VecNormalize(norm_reward=True)``) uses running
@@ -305,7 +310,7 @@ def demonstration_reward_transform(env: gym.Env | VecEnv) -> Callable[[np.ndarra
         away from the agent's; or when sub-environments differ
     """
     vec_normalize = unwrap_vec_normalize(env) if isinstance(env, VecEnv) else None
-    if vec_normalize is not None and vec_normalize.norm_reward:
+    if vec_normalize is not None and vec_normalize.norm_reward and not allow_vec_normalize:
         raise ValueError(
             "The environment is wrapped in VecNormalize(norm_reward=True), a running normalization: demonstration "
             "rewards stored once in the replay buffer would drift away from the agent's. Use norm_reward=False and a "
