@@ -2,8 +2,9 @@
 
 import subprocess
 import sys
+import warnings
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from stable_baselines3.common.env_util import make_vec_env
 
+from sb3_dqfd import DQfD
 from sb3_dqfd.common.demonstrations import (
     NPZ_FORMAT,
     Demonstrations,
@@ -107,6 +109,21 @@ def to_sb2(demos: Demonstrations) -> dict[str, np.ndarray]:
     }
 
 
+def as_read_from_sb2(episode: Episode) -> Episode:
+    """
+    What an SB2 file keeps of an episode: no final observation, so a terminated episode repeats its last one (never
+    bootstrapped from) and a truncated one loses its last step (it bootstraps from the observation of that step).
+    """
+    observations = episode.observations[:-1]
+    if episode.terminated:
+        return Episode(np.concatenate([observations, observations[-1:]]), episode.actions, episode.rewards, True, False)
+    return Episode(observations, episode.actions[:-1], episode.rewards[:-1], False, True)
+
+
+def ended(episode: Episode, how: str) -> Episode:
+    return replace(episode, terminated=how == "terminated", truncated=how == "truncated")
+
+
 def test_hand_built_sb2_dataset(tmp_path):
     # Two episodes of 4 and 3 steps: obs 0..3 and 4..6, actions 10.., rewards 100..
     path = tmp_path / "expert_cartpole.npz"
@@ -118,31 +135,98 @@ def test_hand_built_sb2_dataset(tmp_path):
         episode_returns=np.array([406.0, 315.0]),
         episode_starts=np.array([True, False, False, False, True, False, False]),
     )
-    with pytest.warns(UserWarning, match="last step of each of the 2 episodes was dropped"):
+    with pytest.warns(UserWarning, match="2 taken as terminated .*no env given"):
         demos = load_demonstrations(path)
     transitions = demos.to_transitions()
-    np.testing.assert_array_equal(transitions.observations[:, 0], [0, 1, 2, 4, 5])
-    np.testing.assert_array_equal(transitions.next_observations[:, 0], [1, 2, 3, 5, 6])  # never across episodes
-    np.testing.assert_array_equal(transitions.actions, [0, 1, 0, 1, 0])  # the [N, 1] column became [N]
-    np.testing.assert_array_equal(transitions.rewards, [100, 101, 102, 104, 105])
-    assert not transitions.terminations.any() and transitions.episode_ends.tolist() == [0, 0, 1, 0, 1]
-    assert all(episode.truncated for episode in demos)
+    np.testing.assert_array_equal(transitions.observations[:, 0], [0, 1, 2, 3, 4, 5, 6])
+    # A terminated end repeats its last observation: never read, nothing bootstraps from a terminal transition
+    np.testing.assert_array_equal(transitions.next_observations[:, 0], [1, 2, 3, 3, 5, 6, 6])  # never across episodes
+    np.testing.assert_array_equal(transitions.actions, [0, 1, 0, 1, 1, 0, 1])  # the [N, 1] column became [N]
+    np.testing.assert_array_equal(transitions.rewards, 100 + np.arange(7))
+    assert transitions.terminations.tolist() == transitions.episode_ends.tolist() == [0, 0, 0, 1, 0, 0, 1]
+    np.testing.assert_array_equal(demos.episode_returns, [406.0, 315.0])
 
 
-def test_sb2_round_trip_from_a_recording(tmp_path, cartpole_demos):
+def test_sb2_keeps_the_last_reward_of_terminated_episodes(tmp_path):
+    # A lander earns its landing bonus on the last step: the loaded returns must be the ones the file records
+    returns, lengths = np.array([297.4, 260.9, 254.6]), [5, 4, 6]
+    rewards = [
+        np.append(np.full(length - 1, (value - 100) / (length - 1)), 100.0)
+        for value, length in zip(returns, lengths, strict=True)
+    ]
+    path = tmp_path / "lander.npz"
+    np.savez(
+        path,
+        obs=np.zeros((15, 8), dtype=np.float32),
+        actions=np.zeros((15, 1), dtype=np.int64),
+        rewards=np.concatenate(rewards),
+        episode_returns=returns,
+        episode_starts=np.concatenate([np.arange(length) == 0 for length in lengths]),
+    )
+    with pytest.warns(UserWarning, match="3 taken as terminated .*their length is not the env's time limit 1000"):
+        demos = load_demonstrations(path, env="LunarLander-v3")
+    np.testing.assert_allclose(demos.episode_returns, returns)
+    assert demos.episode_lengths.tolist() == lengths and all(episode.terminated for episode in demos)
+
+
+@pytest.mark.parametrize(
+    "make_env",
+    [
+        lambda: gym.make("CartPole-v1", max_episode_steps=12),
+        lambda: make_vec_env("CartPole-v1", n_envs=1, env_kwargs={"max_episode_steps": 12}),
+    ],
+    ids=["Env", "VecEnv"],
+)
+def test_sb2_round_trip_from_a_recording(tmp_path, cartpole_demos, make_env):
+    # The first two episodes were cut by the 12-step time limit, the other two terminated (the pole fell)
     path = tmp_path / "sb2.npz"
     np.savez(path, **to_sb2(cartpole_demos))
-    with pytest.warns(UserWarning, match="marked truncated"):
-        loaded = load_demonstrations(path, env="CartPole-v1")
-    expected = [
-        Episode(episode.observations[:-1], episode.actions[:-1], episode.rewards[:-1], False, True)
-        for episode in cartpole_demos
-    ]
-    assert_same_episodes(expected, loaded)
+    with pytest.warns(UserWarning, match=r"2 taken as terminated .*, 2 taken as truncated at the env's time limit 12"):
+        loaded = load_demonstrations(path, env=make_env())
+    assert_same_episodes([as_read_from_sb2(episode) for episode in cartpole_demos], loaded)
     assert loaded.action_space == spaces.Discrete(2)
+    np.testing.assert_array_equal(loaded.episode_returns[2:], cartpole_demos.episode_returns[2:])
 
 
-def test_sb2_one_step_episodes_are_dropped_with_a_warning(tmp_path):
+@pytest.mark.parametrize("how", ["terminated", "truncated"])
+def test_sb2_episode_end_argument_decides_every_end(tmp_path, cartpole_demos, how):
+    path = tmp_path / "sb2.npz"
+    np.savez(path, **to_sb2(cartpole_demos))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is assumed, so nothing to warn about
+        loaded = load_demonstrations(path, env=gym.make("CartPole-v1", max_episode_steps=12), sb2_episode_end=how)
+    assert_same_episodes([as_read_from_sb2(ended(episode, how)) for episode in cartpole_demos], loaded)
+    with pytest.raises(ValueError, match="sb2_episode_end must be 'auto', 'terminated' or 'truncated', got 'timeout'"):
+        load_demonstrations(path, sb2_episode_end="timeout")
+
+
+def test_sb2_episode_whose_rewards_do_not_add_up_is_taken_as_cut(tmp_path, cartpole_demos):
+    data = to_sb2(cartpole_demos)
+    data["episode_returns"][3] += 5.0  # the file lost steps of episode 3: it did not end where the file says
+    np.savez(tmp_path / "sb2.npz", **data)
+    with pytest.warns(UserWarning, match=r"1 taken as cut short, so truncated .*episode_returns \(episodes \[3\]\)"):
+        loaded = load_demonstrations(tmp_path / "sb2.npz", sb2_episode_end="terminated")
+    assert_same_episodes([as_read_from_sb2(ended(episode, "terminated")) for episode in cartpole_demos[:3]], loaded[:3])
+    assert_same_episodes([as_read_from_sb2(ended(cartpole_demos[3], "truncated"))], loaded[3:])
+
+
+def test_sb2_returns_are_compared_within_float_tolerance(tmp_path):
+    # float32 rewards of a few hundred steps, the return summed in float64 one step at a time (as SB2 did)
+    rewards = np.random.default_rng(0).normal(0.0, 100.0, 300)
+    np.savez(
+        tmp_path / "sb2.npz",
+        obs=np.zeros((300, 2)),
+        actions=np.zeros((300, 1), dtype=np.int64),
+        rewards=rewards.astype(np.float32),
+        episode_returns=np.array([sum(rewards.tolist())]),
+        episode_starts=np.arange(300) == 0,
+    )
+    with pytest.warns(UserWarning) as record:
+        demos = load_demonstrations(tmp_path / "sb2.npz")
+    assert demos[0].terminated and "cut short" not in str(record[0].message)
+
+
+def test_sb2_one_step_episodes(tmp_path):
     path = tmp_path / "sb2.npz"
     np.savez(
         path,
@@ -152,8 +236,11 @@ def test_sb2_one_step_episodes_are_dropped_with_a_warning(tmp_path):
         episode_returns=np.array([1.0, 3.0]),
         episode_starts=np.array([True, True, False, False]),
     )
-    with pytest.warns(UserWarning, match="1 one-step episodes were dropped entirely"):
+    with pytest.warns(UserWarning, match="2 taken as terminated"):
         demos = load_demonstrations(path)
+    assert demos.episode_lengths.tolist() == [1, 3]  # a terminated step needs no next observation
+    with pytest.warns(UserWarning, match="1 one-step episodes were dropped entirely"):
+        demos = load_demonstrations(path, sb2_episode_end="truncated")
     assert len(demos) == 1 and len(demos[0]) == 2
 
 
@@ -185,8 +272,17 @@ def test_minari_dataset_loads(tmp_path, monkeypatch, cartpole_demos):
     for loaded in (from_object, from_id):
         assert_same_episodes(cartpole_demos, loaded)
         assert loaded.action_space == spaces.Discrete(2)
-    with pytest.raises(FileNotFoundError, match="nor a local Minari dataset"):
-        load_demonstrations("cartpole/missing-v0")
+
+
+def test_missing_minari_dataset_says_how_to_get_it(tmp_path, monkeypatch):
+    pytest.importorskip("minari")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as caught:
+        load_demonstrations("D4RL/door/human-v2")
+    message = str(caught.value)
+    assert message.startswith(f"D4RL/door/human-v2: no such file, nor a local Minari dataset in {tmp_path}")
+    assert "never downloads" in message and "minari download D4RL/door/human-v2" in message
+    assert "download=True" not in message  # Minari's advice contradicts what this package does
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -499,6 +595,25 @@ def test_bad_input_is_refused_with_a_located_message(tmp_path, source, env, erro
     assert type(caught.value) in (ValueError, TypeError)  # not a KeyError/IndexError subclass from numpy
 
 
+def test_warnings_are_one_line_and_point_at_the_users_call(tmp_path, cartpole_demos):
+    np.savez(tmp_path / "sb2.npz", **to_sb2(cartpole_demos))
+    trajectories = [as_trajectory(episode, None) for episode in cartpole_demos]
+    calls = {
+        "SB2": lambda: load_demonstrations(tmp_path / "sb2.npz"),
+        "imitation": lambda: load_demonstrations(trajectories),
+        "through DQfD": lambda: DQfD("MlpPolicy", "CartPole-v1", demonstrations=tmp_path / "sb2.npz", device="cpu"),
+    }
+    for name, call in calls.items():
+        with pytest.warns(UserWarning) as record:
+            call()
+        ours = [
+            warning for warning in record if "Stable-Baselines2" in str(warning.message) or "imitation" in str(warning.message)
+        ]
+        assert len(ours) == 1, name
+        assert "\n" not in str(ours[0].message), name
+        assert ours[0].filename == __file__, f"{name}: the warning points at {ours[0].filename}:{ours[0].lineno}"
+
+
 def test_missing_path(tmp_path):
     # Caught as FileNotFoundError (like open) and as ValueError (like every other bad input)
     for error_class in (FileNotFoundError, ValueError):
@@ -562,19 +677,23 @@ def test_episode_dicts_survive_save_and_load(tmp_path, dicts):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(dicts=episode_dicts())
-def test_sb2_conversion_drops_exactly_the_last_step(tmp_path, dicts):
+def test_sb2_conversion_keeps_terminated_ends_and_drops_truncated_last_steps(tmp_path, dicts):
     demos = load_demonstrations(dicts)
     path = tmp_path / "sb2.npz"
     np.savez(path, **to_sb2(demos))
-    kept = [episode for episode in demos if len(episode) >= 2]
-    if not kept:
-        with pytest.raises(ValueError, match="no episode of at least 2 steps"), pytest.warns(UserWarning):
-            load_demonstrations(path)
-        return
-    with pytest.warns(UserWarning):
+    # Without an env no time limit is known: every end is a termination, every step and reward is kept
+    with pytest.warns(UserWarning, match=f"{len(demos)} taken as terminated"):
         loaded = load_demonstrations(path)
-    expected = [Episode(e.observations[:-1], e.actions[:-1], e.rewards[:-1], False, True) for e in kept]
-    assert_same_episodes(expected, loaded)
+    assert_same_episodes([as_read_from_sb2(ended(episode, "terminated")) for episode in demos], loaded)
+    np.testing.assert_allclose(loaded.episode_returns, demos.episode_returns)
+    kept = [as_read_from_sb2(ended(episode, "truncated")) for episode in demos if len(episode) >= 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # about the one-step episodes dropped, if any
+        if not kept:
+            with pytest.raises(ValueError, match="no episode of at least 2 steps"):
+                load_demonstrations(path, sb2_episode_end="truncated")
+            return
+        assert_same_episodes(kept, load_demonstrations(path, sb2_episode_end="truncated"))
 
 
 def test_example_runs_every_format():

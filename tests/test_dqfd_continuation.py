@@ -173,6 +173,8 @@ def test_load_accepts_every_demonstrations_form_of_the_constructor(tmp_path, dem
     loaded = DQfD.load(tmp_path / "without", env=gym.make("CartPole-v1"), demonstrations=str(path))
     assert loaded.replay_buffer.n_demonstrations == demos.n_transitions
     loaded.save(tmp_path / "now_with")  # and they travel from now on
+    recorded = DQfD.load(tmp_path / "without", env=gym.make("CartPole-v1"), demonstrations="expert:1")
+    assert recorded.replay_buffer.n_demonstrations == 500  # one episode of the built-in expert
     assert DQfD.load(tmp_path / "now_with").replay_buffer.n_demonstrations == demos.n_transitions
 
 

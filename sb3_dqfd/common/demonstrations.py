@@ -3,25 +3,54 @@ Expert demonstrations: the canonical validated form (:class:`Episode`, :class:`D
 from an expert (:func:`record_demonstrations`) and reading or writing them (:func:`save_demonstrations`,
 :func:`load_demonstrations`).
 
-Formats read by :func:`load_demonstrations`, detected from the content:
+Sources read by :func:`load_demonstrations`, detected from the content:
 
-- our ``.npz`` (written by :func:`save_demonstrations`, loads with ``allow_pickle=False``);
-- a Stable-Baselines2 ``ExpertDataset`` ``.npz`` (keys ``obs``, ``actions``, ``rewards``, ``episode_starts``,
-  ``episode_returns``): it holds no observation after the last step of an episode, so that step is dropped and
-  the episode is marked truncated (it bootstraps from its last kept observation), with a warning;
+- our ``.npz`` (written by :func:`save_demonstrations`, loads with ``allow_pickle=False``, as every ``.npz`` here);
+- a Stable-Baselines2 ``ExpertDataset`` ``.npz`` (keys ``obs``, ``actions``, ``rewards``, ``episode_starts`` and,
+  optional, ``episode_returns``). It holds no observation after the last step of an episode, and does not say
+  whether the episode terminated or was truncated. Each end is decided in this order:
+
+  1. an episode whose rewards do not add up to its ``episode_returns`` entry (up to float rounding) lost steps at
+     its end: truncated;
+  2. with ``sb2_episode_end="terminated"`` or ``"truncated"``, as it says;
+  3. otherwise (``"auto"``), truncated if the ``env`` given has a time limit (``env.spec.max_episode_steps``) and the
+     episode lasted exactly that many steps, terminated if not (so also when no env, or no time limit, is known).
+
+  A one-line warning says how many episodes were taken each way and why (none when ``sb2_episode_end`` decided
+  every end and nothing was dropped);
+- a D4RL dataset: a mapping of flat arrays, one row per step (what ``env.get_dataset()`` returns), or an ``.npz`` of
+  them: ``observations``, ``actions``, ``rewards``, ``terminals``, ``timeouts`` (flags, bool or 0/1) and, optional,
+  ``next_observations``. An episode ends on a row flagged ``terminals`` (terminated; also when ``timeouts`` is set
+  too) or ``timeouts`` (truncated); the rows after the last flag are an episode the recording stopped (truncated).
+  Inside an episode the next observation of a row is the following row; after its last row it is that row's
+  ``next_observations`` if the dataset has them, else it is missing (below);
 - a Minari dataset (a ``minari.MinariDataset`` or the id of a dataset stored locally; nothing is downloaded);
 - a sequence of imitation ``Trajectory``/``TrajectoryWithRew`` (duck-typed: ``obs``, ``acts``, ``rews``,
   ``infos``, ``terminal``);
-- a list of episode dicts with the keys ``observations``, ``actions``, ``rewards``, ``terminated``, ``truncated``;
-- a :class:`Demonstrations`.
+- a sequence of episode dicts with the keys ``observations`` ``[T + 1, ...]``, ``actions`` ``[T, ...]``,
+  ``rewards`` ``[T]`` and either ``terminated``, ``truncated`` (one bool per episode) or, Minari's ``EpisodeData``
+  layout, ``terminations``, ``truncations`` (one bool per step, only the last step may be flagged);
+- a sequence of :class:`Episode`, or a :class:`Demonstrations`;
+- the string ``"expert:N"``: N episodes recorded with the built-in expert of ``env`` (:mod:`sb3_dqfd.common.experts`).
+
+In Minari's layout (datasets and episode dicts) an episode whose last step is flagged in ``terminations`` is
+terminated; any other end (a truncation, or no flag: a recording cut short) is truncated, and bootstraps.
+
+When the observation after an episode's last step is missing (Stable-Baselines2, D4RL without
+``next_observations``): a terminated episode keeps every step and repeats its last observation as the final one,
+which is never read (no target bootstraps from a terminal transition); a truncated episode drops its last step, whose
+next observation is unknown, and bootstraps from the observation of that step, which is exact. A one-step truncated
+episode is then dropped entirely.
 
 Only array spaces are supported (``Box``, ``Discrete``, ``MultiDiscrete``, ``MultiBinary``), not ``Dict``/``Tuple``.
+Every warning of this module is one line of text and points at the caller's line outside this package.
 """
 
 import inspect
 import itertools
 import json
 import os
+import sys
 import warnings
 import zipfile
 import zlib
@@ -34,9 +63,10 @@ from typing import Any, NamedTuple, SupportsFloat, overload
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_dqfd.common.experts import get_expert
+from sb3_dqfd.common.experts import EXPERTS, get_expert
 
 #: Value of the ``format`` entry of the ``.npz`` files written by :func:`save_demonstrations`.
 NPZ_FORMAT = "sb3_dqfd.demonstrations"
@@ -44,7 +74,11 @@ NPZ_FORMAT = "sb3_dqfd.demonstrations"
 NPZ_FORMAT_VERSION = 1
 
 _SB2_KEYS = ("obs", "actions", "rewards", "episode_starts", "episode_returns")
+_SB2_EPISODE_ENDS = ("auto", "terminated", "truncated")
+_D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 _EPISODE_DICT_KEYS = ("observations", "actions", "rewards", "terminated", "truncated")
+_MINARI_EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
+_EXPERT_PREFIX = "expert:"
 _NUMERIC_KINDS = "biuf"  # bool, signed int, unsigned int, float
 
 
@@ -63,7 +97,8 @@ class Episode:
     One expert episode, laid out as Minari does.
 
     :param observations: observations, shape ``[T + 1, *obs_shape]``: the first one is the reset observation,
-        the last one the observation the episode ended on (needed to bootstrap a truncated end)
+        the last one the observation the episode ended on (needed to bootstrap a truncated end; a terminated end is
+        never bootstrapped from, so sources that lack it repeat the one before, see :func:`load_demonstrations`)
     :param actions: actions taken, shape ``[T, *action_shape]``
     :param rewards: rewards received, shape ``[T]``
     :param terminated: the episode ended in a terminal state: its last transition does not bootstrap
@@ -588,11 +623,21 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _require(data: Mapping[str, Any], keys: Sequence[str], where: str, layout: str) -> None:
+def _require(data: Mapping[str, Any], keys: Sequence[str], where: str, layout: str, note: str = "") -> None:
+    """
+    Raise a ValueError naming the keys of ``keys`` that ``data`` lacks, if any.
+
+    :param data: the arrays read
+    :param keys: the keys the layout needs
+    :param where: the source (and episode), for the message
+    :param layout: the layout's name, for the message
+    :param note: appended to the message (the other layouts, optional keys)
+    """
     missing = [key for key in keys if key not in data]
     if missing:
         raise ValueError(
-            f"{where}: missing key(s) {missing} for the {layout} layout (expected {list(keys)}, found {sorted(data)})"
+            f"{where}: missing key(s) {missing} for the {layout} layout "
+            f"(expected {list(keys)}, found {sorted(map(str, data))}){note}"
         )
 
 
@@ -659,52 +704,277 @@ def _located(where: str) -> Iterator[None]:
 # Other formats
 # --------------------------------------------------------------------------------------------------------------------
 
+# Warnings skip the frames of this package, so that they point at the user's line also through DQfD(...)
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_EPISODE_DICT_NOTE = (
+    f"; episode dicts have either the keys {list(_EPISODE_DICT_KEYS)} (one end flag per episode) "
+    f"or Minari's EpisodeData keys {list(_MINARI_EPISODE_KEYS)} (one end flag per step)"
+)
+_D4RL_NOTE = (
+    "; 'next_observations' is optional. d4rl.qlearning_dataset drops the timeouts: pass env.get_dataset() instead. "
+    "For one episode dict, pass a list of episode dicts"
+)
 
-def _episodes_from_sb2(data: Mapping[str, np.ndarray], where: str) -> list[Episode]:
+
+def _warn(message: str) -> None:
+    """
+    Warn (``UserWarning``), pointing at the first caller outside this package.
+
+    A fixed ``stacklevel`` cannot: the same loader is called by the user directly and through ``DQfD(...)``.
+
+    :param message: one line of text
+    """
+    level, frame = 2, sys._getframe(1)
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
+
+
+def _rows(data: Mapping[str, Any], keys: Sequence[str], where: str) -> dict[str, np.ndarray]:
+    """The numeric arrays under ``keys``, one row per step, checked to have as many rows as the first one (>= 1)."""
+    with _located(where):  # ragged lists cannot be stacked
+        arrays = {key: np.asarray(data[key]) for key in keys}
+    for key, array in arrays.items():
+        if array.ndim == 0:
+            raise ValueError(f"{where}: key {key!r} holds a single value, expected one entry per step")
+        if array.dtype.kind not in _NUMERIC_KINDS:
+            raise TypeError(f"{where}: key {key!r} must hold numbers, got dtype {array.dtype}")
+    n_rows = len(arrays[keys[0]])
+    for key, array in arrays.items():
+        if len(array) != n_rows:
+            raise ValueError(f"{where}: key {key!r} has {len(array)} entries but {keys[0]!r} has {n_rows}")
+    if n_rows == 0:
+        raise ValueError(f"{where}: the dataset is empty (0 steps)")
+    return arrays
+
+
+def _step_flags(values: Any, name: str, where: str, unit: str) -> np.ndarray:
+    """
+    Per-step end flags as a bool array.
+
+    :param values: bools, or the numbers 0 and 1 (D4RL stores floats)
+    :param name: the key, for messages
+    :param where: the source (and episode), for messages
+    :param unit: ``"step"`` or ``"row"``, for messages
+    :return: the flags
+    """
+    flags = np.asarray(values)
+    if flags.ndim != 1:
+        raise ValueError(f"{where}: {name} must be a 1-D array of flags, got shape {flags.shape}")
+    if flags.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(f"{where}: {name} must hold booleans (0/1), got dtype {flags.dtype}")
+    bad = (flags != 0) & (flags != 1)
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise ValueError(f"{where}, {unit} {index}: {name} must hold booleans (0/1), got {flags[index].item()!r}")
+    return flags.astype(bool)
+
+
+def _episode_from_steps(
+    where: str, index: int, observations: Any, actions: Any, rewards: Any, terminations: Any, truncations: Any
+) -> Episode:
+    """Build an Episode from Minari's per-step end flags (its datasets, and episode dicts in its layout)."""
+    location = f"{where}: episode {index}"
+    episode = _episode(where, index, observations, actions, rewards, False, True)  # the end is read below
+    flags = {
+        "terminations": _step_flags(terminations, "terminations", location, "step"),
+        "truncations": _step_flags(truncations, "truncations", location, "step"),
+    }
+    for name, steps in flags.items():
+        if len(steps) != len(episode):
+            raise ValueError(f"{location}: {name} has {len(steps)} entries, expected one per step ({len(episode)})")
+        if steps[:-1].any():
+            raise ValueError(f"{location}, step {int(np.argmax(steps))}: {name} is set before the last step")
+    # A step both terminated and truncated is a termination (no bootstrap); an end flagged neither way is a
+    # recording cut short: like a truncation, it bootstraps
+    terminated = bool(flags["terminations"][-1])
+    return replace(episode, terminated=terminated, truncated=not terminated)
+
+
+def _episode_without_final_observation(
+    where: str, index: int, observations: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: bool
+) -> Episode | None:
+    """
+    Build an Episode from ``T`` steps that lack the observation after the last one (rule in the module docstring).
+
+    :return: the episode; None for a truncated episode of one step (nothing is left once its step is dropped)
+    """
+    if terminated:
+        # Never read: nothing bootstraps from a terminal transition
+        final_observation = observations[-1:]
+        return _episode(where, index, np.concatenate([observations, final_observation]), actions, rewards, True, False)
+    if len(actions) < 2:
+        return None
+    return _episode(where, index, observations, actions[:-1], rewards[:-1], False, True)
+
+
+def _adds_up(rewards: np.ndarray, recorded_return: float) -> bool:
+    """Whether ``rewards`` sum to ``recorded_return``, up to rounding (float32 rewards, another summation order)."""
+    total, size = float(rewards.sum(dtype=np.float64)), float(np.abs(rewards).sum(dtype=np.float64))
+    return abs(total - recorded_return) <= 1e-5 * (size + abs(recorded_return)) + 1e-6
+
+
+def _some(indices: list[int]) -> str:
+    """The first few indices, for a message."""
+    shown = ", ".join(str(index) for index in indices[:5])
+    return f"[{shown}{', ...' if len(indices) > 5 else ''}]"
+
+
+def _sb2_returns(data: Mapping[str, np.ndarray], n_episodes: int, where: str) -> np.ndarray | None:
+    """The ``episode_returns`` of an SB2 archive, checked (one number per episode), if it has them."""
+    if "episode_returns" not in data:
+        return None
+    returns = np.atleast_1d(data["episode_returns"])
+    if returns.ndim != 1 or returns.dtype.kind not in _NUMERIC_KINDS:
+        raise ValueError(f"{where}: key 'episode_returns' must be a 1-D array of numbers, got {returns.dtype} {returns.shape}")
+    if len(returns) != n_episodes:
+        raise ValueError(
+            f"{where}: key 'episode_returns' has {len(returns)} entries but 'episode_starts' marks {n_episodes} episodes"
+        )
+    return returns
+
+
+def _sb2_end(rewards: np.ndarray, recorded_return: float | None, episode_end: str, time_limit: int | None) -> str:
+    """How an SB2 episode ended (rule in the module docstring): ``"cut"`` (truncated), ``"terminated"`` or ``"truncated"``."""
+    if recorded_return is not None and not _adds_up(rewards, recorded_return):
+        return "cut"
+    if episode_end != "auto":
+        return episode_end
+    return "truncated" if len(rewards) == time_limit else "terminated"
+
+
+def _sb2_warning(ends: dict[str, list[int]], n_dropped: int, episode_end: str, env: Any, time_limit: int | None) -> str | None:
+    """
+    The one-line warning of an SB2 load: how many ends were taken each way, and why.
+
+    :param ends: the episode indices by kind of end (see :func:`_sb2_end`)
+    :param n_dropped: number of one-step truncated episodes dropped entirely
+    :param episode_end: the ``sb2_episode_end`` argument
+    :param env: the ``env`` argument
+    :param time_limit: the env's time limit, if known and used
+    :return: the message; None when ``sb2_episode_end`` decided every end and nothing was dropped
+    """
+    if episode_end != "auto" and not ends["cut"] and not n_dropped:
+        return None
+    if episode_end != "auto":
+        why_terminated = why_truncated = f"as sb2_episode_end={episode_end!r} says"
+    elif time_limit is not None:
+        why_terminated = f"their length is not the env's time limit {time_limit}"
+        why_truncated = f"at the env's time limit {time_limit}"
+    else:
+        why_terminated = "no env given, so no time limit known" if env is None else "the env has no time limit"
+        why_truncated = ""  # no evidence of a time limit: nothing is taken as truncated
+    parts = []
+    if ends["terminated"]:
+        parts.append(f"{len(ends['terminated'])} taken as terminated ({why_terminated}: every step kept)")
+    if ends["truncated"]:
+        parts.append(f"{len(ends['truncated'])} taken as truncated {why_truncated} (last step dropped)")
+    if ends["cut"]:
+        parts.append(
+            f"{len(ends['cut'])} taken as cut short, so truncated (last step dropped), as their rewards do not add up to "
+            f"their episode_returns (episodes {_some(ends['cut'])})"
+        )
+    n_episodes = sum(len(indices) for indices in ends.values())
+    message = (
+        "Stable-Baselines2 datasets hold no observation after an episode's last step and do not say how it ended; "
+        f"of the {n_episodes} episodes, " + ", ".join(parts)
+    )
+    if n_dropped:
+        message += f"; {n_dropped} one-step episodes were dropped entirely (no step left)"
+    if episode_end == "auto":
+        message += "; sb2_episode_end='terminated' or 'truncated' decides every end instead"
+    return message
+
+
+def _episodes_from_sb2(
+    data: Mapping[str, np.ndarray], where: str, env: str | gym.Env | VecEnv | None, episode_end: str
+) -> list[Episode]:
     """
     Rebuild episodes from a Stable-Baselines2 ``ExpertDataset`` archive.
 
     SB2 stores ``obs[i]`` the observation acted on at step ``i``, and ``episode_starts[i]`` True on the first step
     of each episode. Inside an episode the next observation of step ``i`` is ``obs[i + 1]``; after the last step of
     an episode SB2 kept nothing (the environment was reset), and its ``done`` did not tell termination from a time
-    limit. Rather than invent a next observation or guess the kind of end, the last step of every episode is
-    dropped and the episode is marked truncated: it bootstraps from its last kept observation, which is exact.
+    limit: how each episode ended is decided by :func:`_sb2_end`.
+
+    :param data: the arrays of the archive
+    :param where: the file, for messages
+    :param env: the env given to :func:`load_demonstrations`: its time limit tells truncations
+    :param episode_end: the ``sb2_episode_end`` argument of :func:`load_demonstrations`
+    :return: the episodes
     """
     _require(data, _SB2_KEYS[:4], where, "Stable-Baselines2 ExpertDataset")
-    obs, actions, rewards, starts = (data[key] for key in _SB2_KEYS[:4])
-    for key in _SB2_KEYS[:4]:
-        if data[key].ndim == 0 or len(data[key]) != len(obs):
-            raise ValueError(f"{where}: key {key!r} has {len(np.atleast_1d(data[key]))} entries but 'obs' has {len(obs)}")
-    if len(obs) == 0:
-        raise ValueError(f"{where}: the dataset is empty (0 steps)")
+    obs, actions, rewards, starts = _rows(data, _SB2_KEYS[:4], where).values()
     if starts.ndim != 1 or not starts[0]:
         raise ValueError(f"{where}: key 'episode_starts' must be 1-D and True on step 0")
     if actions.dtype.kind in "iu" and actions.ndim == 2 and actions.shape[1] == 1:
         actions = actions[:, 0]  # SB2 wrote Discrete actions as an [N, 1] column
     bounds = [*np.flatnonzero(starts), len(obs)]
-    n_episodes = len(bounds) - 1
-    if "episode_returns" in data and len(np.atleast_1d(data["episode_returns"])) != n_episodes:
-        raise ValueError(
-            f"{where}: key 'episode_returns' has {len(np.atleast_1d(data['episode_returns']))} entries "
-            f"but 'episode_starts' marks {n_episodes} episodes"
-        )
-    episodes, n_single = [], 0
+    returns = _sb2_returns(data, len(bounds) - 1, where)
+    time_limit = _time_limit(env) if episode_end == "auto" else None
+    ends: dict[str, list[int]] = {"terminated": [], "truncated": [], "cut": []}
+    episodes, n_dropped = [], 0
     for index, (start, end) in enumerate(itertools.pairwise(bounds)):
-        if end - start < 2:
-            n_single += 1  # one step and no next observation: no transition at all
-            continue
-        episodes.append(
-            _episode(where, index, obs[start:end], actions[start : end - 1], rewards[start : end - 1], False, True)
+        kind = _sb2_end(rewards[start:end], None if returns is None else float(returns[index]), episode_end, time_limit)
+        ends[kind].append(index)
+        steps = slice(start, end)
+        episode = _episode_without_final_observation(
+            where, index, obs[steps], actions[steps], rewards[steps], terminated=kind == "terminated"
         )
-    warnings.warn(
-        f"{where}: Stable-Baselines2 datasets hold no observation after the last step of an episode and do not say "
-        f"whether it ended by termination or time limit: the last step of each of the {n_episodes} episodes was "
-        f"dropped and the episodes are marked truncated (they bootstrap from their last kept observation)"
-        + (f"; {n_single} one-step episodes were dropped entirely" if n_single else ""),
-        stacklevel=3,
-    )
+        if episode is None:
+            n_dropped += 1
+        else:
+            episodes.append(episode)
+    message = _sb2_warning(ends, n_dropped, episode_end, env, time_limit)
+    if message is not None:
+        _warn(f"{where}: {message}")
     if not episodes:
         raise ValueError(f"{where}: no episode of at least 2 steps: nothing left once the last steps are dropped")
+    return episodes
+
+
+def _episode_rows(ends: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` rows of each episode, given the rows where episodes end; rows after the last end are one more."""
+    stops = (np.flatnonzero(ends) + 1).tolist()
+    if not stops or stops[-1] != len(ends):
+        stops.append(len(ends))  # the recording stopped inside an episode
+    return list(itertools.pairwise([0, *stops]))
+
+
+def _episodes_from_d4rl(data: Mapping[str, Any], where: str) -> list[Episode]:
+    """
+    Split the flat arrays of a D4RL dataset into episodes (rule in the module docstring).
+
+    :param data: the arrays, one row per step
+    :param where: the source, for messages
+    :return: the episodes
+    """
+    _require(data, _D4RL_KEYS, where, "D4RL", _D4RL_NOTE)
+    rows = _rows(data, [*_D4RL_KEYS, *(["next_observations"] if "next_observations" in data else [])], where)
+    terminals, timeouts = (_step_flags(rows[key], key, where, "row") for key in ("terminals", "timeouts"))
+    episodes, n_truncated, n_dropped = [], 0, 0
+    for index, (start, stop) in enumerate(_episode_rows(terminals | timeouts)):
+        terminated = bool(terminals[stop - 1])  # a row both terminal and timeout is a termination
+        observations, actions, rewards = (rows[key][start:stop] for key in ("observations", "actions", "rewards"))
+        if "next_observations" in rows:
+            observations = np.concatenate([observations, rows["next_observations"][stop - 1 : stop]])
+            episodes.append(_episode(where, index, observations, actions, rewards, terminated, not terminated))
+            continue
+        n_truncated += not terminated
+        episode = _episode_without_final_observation(where, index, observations, actions, rewards, terminated)
+        if episode is None:
+            n_dropped += 1
+        else:
+            episodes.append(episode)
+    if n_truncated:
+        _warn(
+            f"{where}: without 'next_observations', a D4RL dataset holds no observation after an episode's last step: "
+            f"the last step of the {n_truncated} episodes that ended by a timeout or unfinished was dropped (they "
+            "bootstrap from the observation of that step); episodes that ended on a terminal keep every step"
+            + (f"; {n_dropped} one-step episodes were dropped entirely (no step left)" if n_dropped else "")
+        )
+    if not episodes:
+        raise ValueError(f"{where}: no episode left once the last step of each timeout or unfinished episode is dropped")
     return episodes
 
 
@@ -713,13 +983,11 @@ def _episodes_from_minari(dataset: Any, where: str) -> list[Episode]:
     for index, data in enumerate(dataset.iterate_episodes()):
         if isinstance(data.observations, dict | tuple) or isinstance(data.actions, dict | tuple):
             raise TypeError(f"{where}: episode {index}: dict/tuple observations or actions are not supported")
-        # A step both terminated and truncated is a termination (no bootstrap); truncations need no reading:
-        # an end that is not a termination is a time limit or a cut collection, and both bootstrap.
-        terminations = np.asarray(data.terminations, dtype=bool)
-        if len(terminations) and terminations[:-1].any():
-            raise ValueError(f"{where}: episode {index}, step {int(np.argmax(terminations))}: terminates before the last step")
-        terminated = bool(len(terminations) and terminations[-1])
-        episodes.append(_episode(where, index, data.observations, data.actions, data.rewards, terminated, not terminated))
+        episodes.append(
+            _episode_from_steps(
+                where, index, data.observations, data.actions, data.rewards, data.terminations, data.truncations
+            )
+        )
     return episodes
 
 
@@ -745,11 +1013,10 @@ def _episodes_from_trajectories(trajectories: Sequence[Any], where: str) -> list
             terminated = not truncated
         episodes.append(_episode(where, index, trajectory.obs, trajectory.acts, rewards, terminated, truncated))
     if n_unknown:
-        warnings.warn(
+        _warn(
             f"{where}: imitation trajectories mark every end as terminal; {n_unknown} of {len(episodes)} had no "
             "'TimeLimit.truncated' or 'truncated' entry in their last info and were taken as terminated: if they ended "
-            "by a time limit, that truncation is lost and their last transition will not bootstrap",
-            stacklevel=3,
+            "by a time limit, that truncation is lost and their last transition will not bootstrap"
         )
     return episodes
 
@@ -759,9 +1026,39 @@ def _episodes_from_dicts(episode_dicts: Sequence[Any], where: str) -> list[Episo
     for index, episode in enumerate(episode_dicts):
         if not isinstance(episode, Mapping):
             raise TypeError(f"{where}: item {index} is a {type(episode).__name__}, expected an episode dict like item 0")
-        _require(episode, _EPISODE_DICT_KEYS, f"{where}: episode {index}", "episode dict")
-        episodes.append(_episode(where, index, *(episode[key] for key in _EPISODE_DICT_KEYS)))
+        if any(key in episode for key in _MINARI_EPISODE_KEYS[3:]):  # Minari's per-step flags
+            _require(episode, _MINARI_EPISODE_KEYS, f"{where}: episode {index}", "Minari EpisodeData", _EPISODE_DICT_NOTE)
+            episodes.append(_episode_from_steps(where, index, *(episode[key] for key in _MINARI_EPISODE_KEYS)))
+        else:
+            _require(episode, _EPISODE_DICT_KEYS, f"{where}: episode {index}", "episode dict", _EPISODE_DICT_NOTE)
+            episodes.append(_episode(where, index, *(episode[key] for key in _EPISODE_DICT_KEYS)))
     return episodes
+
+
+def _read_sequence(source: Sequence[Any]) -> tuple[str, list[Episode]]:
+    """Read a sequence of episode dicts, imitation trajectories or :class:`Episode`: where it is and its episodes."""
+    if len(source) == 0:
+        raise ValueError("load_demonstrations: the sequence is empty: demonstrations need at least one episode")
+    first = source[0]
+    if isinstance(first, Mapping):
+        return "episode dicts", _episodes_from_dicts(source, "episode dicts")
+    if hasattr(first, "obs") and hasattr(first, "acts"):
+        return "imitation trajectories", _episodes_from_trajectories(source, "imitation trajectories")
+    if isinstance(first, Episode):
+        return type(source).__name__, list(source)
+    raise TypeError(
+        f"load_demonstrations: unknown sequence item {type(first).__name__}: expected episode dicts, imitation "
+        "trajectories or Episode"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Environments and built-in experts
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _bad_env(env: Any) -> TypeError:
+    return TypeError(f"env must be an environment id, a gymnasium.Env or a VecEnv, got {type(env).__name__}")
 
 
 def _env_spaces(env: str | gym.Env | VecEnv) -> tuple[spaces.Space, spaces.Space]:
@@ -771,30 +1068,70 @@ def _env_spaces(env: str | gym.Env | VecEnv) -> tuple[spaces.Space, spaces.Space
         return environment.observation_space, environment.action_space
     if isinstance(env, gym.Env | VecEnv):
         return env.observation_space, env.action_space
-    raise TypeError(f"env must be an environment id, a gymnasium.Env or a VecEnv, got {type(env).__name__}")
+    raise _bad_env(env)
 
 
-def _read_path(path: Path, where: str) -> tuple[list[Episode], spaces.Space | None, spaces.Space | None]:
-    if path.is_file():
-        data = _read_npz(path)
-        if "format" in data:
-            if str(data["format"]) != NPZ_FORMAT:
-                raise ValueError(f"{where}: unknown format marker {str(data['format'])!r} (expected {NPZ_FORMAT!r})")
-            return (
-                _episodes_from_npz(data, where),
-                _space_from_arrays(data, "observation_space", where),
-                _space_from_arrays(data, "action_space", where),
-            )
-        if any(key in data for key in _SB2_KEYS):
-            return _episodes_from_sb2(data, where), None, None
+def _env_spec(env: str | gym.Env | VecEnv) -> EnvSpec | None:
+    """The registration of ``env`` (id, time limit); None for an environment not made by ``gym.make``."""
+    if isinstance(env, str):
+        return gym.spec(env)
+    if isinstance(env, VecEnv):
+        return env.get_attr("spec", indices=[0])[0]
+    if isinstance(env, gym.Env):
+        return env.spec
+    raise _bad_env(env)
+
+
+def _time_limit(env: str | gym.Env | VecEnv | None) -> int | None:
+    """The number of steps after which ``env`` truncates an episode, if it is known."""
+    spec = None if env is None else _env_spec(env)
+    return None if spec is None else spec.max_episode_steps
+
+
+def _record_expert(source: str, env: str | gym.Env | VecEnv | None, seed: int | None) -> Demonstrations:
+    """
+    Record the episodes ``source`` (``"expert:N"``) asks for with the built-in expert of ``env``.
+
+    :param source: ``"expert:N"``, N a positive whole number
+    :param env: the environment whose id names the expert; the recording runs in a fresh ``gym.make(id)`` (its
+        registered time limit), so that the given environment is not stepped
+    :param seed: seed of the first reset (episode ``i`` is reset with ``seed + i``)
+    :return: the recorded demonstrations
+    """
+    count = source.removeprefix(_EXPERT_PREFIX)
+    if not (count.isascii() and count.isdigit()) or int(count) < 1:
+        raise ValueError(f"{source!r}: expected expert:N with N a positive whole number of episodes")
+    if env is None:
         raise ValueError(
-            f"{where}: unknown .npz layout with keys {sorted(data)}: expected an sb3_dqfd file (key 'format') "
-            f"or a Stable-Baselines2 ExpertDataset (keys {list(_SB2_KEYS)})"
+            f"{source!r} records the built-in expert of an environment: pass env= (an environment id, a gymnasium.Env "
+            "or a VecEnv)"
         )
-    if path.exists():
-        raise ValueError(f"{where}: not a file (a directory?): expected a .npz file or a local Minari dataset id")
-    if path.suffix.lower() == ".npz":
-        raise DemonstrationsNotFoundError(f"{where}: no such file")
+    spec = _env_spec(env)
+    if spec is None:
+        raise ValueError(f"{source!r}: the env has no id (env.spec is None): make it with gym.make, or pass its id")
+    if spec.id not in EXPERTS:
+        raise ValueError(f"{source!r}: no built-in expert for {spec.id!r} (known: {sorted(EXPERTS)})")
+    return record_demonstrations(spec.id, spec.id, n_episodes=int(count), seed=seed)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _minari_not_found(dataset_id: str) -> DemonstrationsNotFoundError:
+    """The error for a path that is neither a file nor a local Minari dataset (Minari's own says ``download=True``)."""
+    from minari.storage import get_dataset_path
+
+    origin = "MINARI_DATASETS_PATH" if "MINARI_DATASETS_PATH" in os.environ else "Minari's default root"
+    return DemonstrationsNotFoundError(
+        f"{dataset_id}: no such file, nor a local Minari dataset in {get_dataset_path()} ({origin}); this package never "
+        f"downloads: get the dataset first with `minari download {dataset_id}` "
+        f"(or minari.download_dataset({dataset_id!r}))"
+    )
+
+
+def _read_minari_id(path: Path, where: str) -> tuple[list[Episode], spaces.Space, spaces.Space]:
     try:
         import minari
     except ImportError:
@@ -803,66 +1140,132 @@ def _read_path(path: Path, where: str) -> tuple[list[Episode], spaces.Space | No
         ) from None
     try:
         dataset = minari.load_dataset(str(path), download=False)
-    except (FileNotFoundError, ValueError) as error:
-        message = f"{where}: no such file, nor a local Minari dataset with that id ({error})"
-        raise DemonstrationsNotFoundError(message) from None
+    except FileNotFoundError:
+        raise _minari_not_found(where) from None
+    except ValueError as error:
+        raise ValueError(f"{where}: not a file, and the local Minari dataset of that id cannot be read ({error})") from None
     return _episodes_from_minari(dataset, where), dataset.observation_space, dataset.action_space
 
 
-def load_demonstrations(source: Any, env: str | gym.Env | VecEnv | None = None) -> Demonstrations:
-    """
-    Load demonstrations from any supported format (detected, see the module docstring) and validate them.
+def _read_npz_layout(
+    data: Mapping[str, np.ndarray], where: str, env: str | gym.Env | VecEnv | None, sb2_episode_end: str
+) -> tuple[list[Episode], spaces.Space | None, spaces.Space | None]:
+    """Read an ``.npz`` in any layout, recognised from its keys."""
+    if "format" in data:
+        if str(data["format"]) != NPZ_FORMAT:
+            raise ValueError(f"{where}: unknown format marker {str(data['format'])!r} (expected {NPZ_FORMAT!r})")
+        return (
+            _episodes_from_npz(data, where),
+            _space_from_arrays(data, "observation_space", where),
+            _space_from_arrays(data, "action_space", where),
+        )
+    # Each layout by the keys only it has (SB2 and D4RL share 'actions' and 'rewards')
+    if any(key in data for key in ("obs", "episode_starts", "episode_returns")):
+        return _episodes_from_sb2(data, where, env, sb2_episode_end), None, None
+    if "terminals" in data or "timeouts" in data:
+        return _episodes_from_d4rl(data, where), None, None
+    raise ValueError(
+        f"{where}: unknown .npz layout with keys {sorted(data)}: expected an sb3_dqfd file (key 'format'), "
+        f"a Stable-Baselines2 ExpertDataset (keys {list(_SB2_KEYS)}) or a D4RL dataset (keys {list(_D4RL_KEYS)}, "
+        "optionally 'next_observations')"
+    )
 
-    ``source`` may be a path to our ``.npz`` or to a Stable-Baselines2 ``ExpertDataset`` ``.npz``, the id of a
-    Minari dataset stored locally (``MINARI_DATASETS_PATH``; never downloaded), a ``minari.MinariDataset``, a
-    sequence of imitation ``Trajectory``/``TrajectoryWithRew`` (or anything with ``obs``, ``acts``, ``rews``,
-    ``infos``, ``terminal``), a sequence of episode dicts with the keys ``observations`` ``[T + 1, ...]``,
-    ``actions`` ``[T, ...]``, ``rewards`` ``[T]``, ``terminated`` and ``truncated`` (bools), a sequence of
-    :class:`Episode`, or a :class:`Demonstrations`.
+
+def _read_path(
+    path: Path, where: str, env: str | gym.Env | VecEnv | None, sb2_episode_end: str
+) -> tuple[list[Episode], spaces.Space | None, spaces.Space | None]:
+    if path.is_file():
+        return _read_npz_layout(_read_npz(path), where, env, sb2_episode_end)
+    if path.exists():
+        raise ValueError(f"{where}: not a file (a directory?): expected a .npz file or a local Minari dataset id")
+    if path.suffix.lower() == ".npz":
+        raise DemonstrationsNotFoundError(f"{where}: no such file")
+    return _read_minari_id(path, where)
+
+
+def _read_source(
+    source: Any, env: str | gym.Env | VecEnv | None, seed: int | None, sb2_episode_end: str
+) -> tuple[str, list[Episode], spaces.Space | None, spaces.Space | None]:
+    """
+    Read any supported source.
+
+    :return: where it is (for messages), its episodes, and the observation and action spaces it stores, if any
+    """
+    if isinstance(source, Demonstrations):
+        return type(source).__name__, list(source.episodes), source.observation_space, source.action_space
+    if isinstance(source, str) and source.startswith(_EXPERT_PREFIX):
+        demos = _record_expert(source, env, seed)
+        return source, list(demos.episodes), demos.observation_space, demos.action_space
+    if isinstance(source, str | os.PathLike):
+        where = str(source)
+        episodes, observation_space, action_space = _read_path(Path(source), where, env, sb2_episode_end)
+        return where, episodes, observation_space, action_space
+    if hasattr(source, "iterate_episodes"):
+        where = type(source).__name__
+        return where, _episodes_from_minari(source, where), source.observation_space, source.action_space
+    if isinstance(source, Mapping):
+        return "D4RL dataset", _episodes_from_d4rl(source, "D4RL dataset"), None, None
+    if isinstance(source, Sequence) and not isinstance(source, bytes):
+        return (*_read_sequence(source), None, None)
+    raise TypeError(
+        f"load_demonstrations: unsupported source {type(source).__name__}: expected a path, a Minari dataset or id, "
+        "a D4RL mapping of flat arrays, 'expert:N', a sequence of episode dicts / imitation trajectories / Episode, "
+        "or a Demonstrations"
+    )
+
+
+def load_demonstrations(
+    source: Any,
+    env: str | gym.Env | VecEnv | None = None,
+    seed: int | None = 0,
+    sb2_episode_end: str = "auto",
+) -> Demonstrations:
+    """
+    Load demonstrations from any supported source (detected; details in the module docstring) and validate them.
+
+    ``source`` may be:
+
+    - a path to our ``.npz``, to a Stable-Baselines2 ``ExpertDataset`` ``.npz`` (how each episode ended is decided
+      from its ``episode_returns``, ``env``'s time limit and ``sb2_episode_end``, with a one-line warning) or to a D4RL
+      ``.npz``;
+    - the id of a Minari dataset stored locally (``MINARI_DATASETS_PATH``; never downloaded: get it with
+      ``minari download <id>`` first), or a ``minari.MinariDataset``;
+    - a D4RL dataset: a mapping of flat arrays, one row per step (``env.get_dataset()``), with the keys
+      ``observations``, ``actions``, ``rewards``, ``terminals``, ``timeouts`` and optionally ``next_observations``
+      (``d4rl.qlearning_dataset`` has no ``timeouts``: it lost where time-limited episodes end);
+    - a sequence of episode dicts with the keys ``observations`` ``[T + 1, ...]``, ``actions`` ``[T, ...]``,
+      ``rewards`` ``[T]`` and either ``terminated``, ``truncated`` (bools) or Minari's per-step ``terminations``,
+      ``truncations`` (``[T]``, only the last step may be set);
+    - a sequence of imitation ``Trajectory``/``TrajectoryWithRew`` (or anything with ``obs``, ``acts``, ``rews``,
+      ``infos``, ``terminal``), a sequence of :class:`Episode`, or a :class:`Demonstrations`;
+    - ``"expert:N"``: N episodes recorded with the built-in expert of ``env`` (found by its id, run in a fresh
+      ``gym.make(id)``), as ``sb3-dqfd train --demos expert:N`` does.
+
+    Where a source lacks the observation after an episode's last step (SB2, D4RL without ``next_observations``), a
+    terminated episode keeps every step and repeats its last observation as the final one (never read: nothing
+    bootstraps from a terminal transition), and a truncated one drops its last step and bootstraps from the
+    observation of that step.
 
     :param source: the demonstrations
     :param env: an environment id, ``gymnasium.Env`` or VecEnv: when given, the episodes are validated against its
         spaces and conformed to them (dtypes normalized), and the result carries them. Without it, the spaces stored
-        in the source are used if it has any (our ``.npz``, Minari, :class:`Demonstrations`).
+        in the source are used if it has any (our ``.npz``, Minari, :class:`Demonstrations`, ``expert:N``). Its id
+        names the expert of ``expert:N``, and its time limit (``env.spec.max_episode_steps``) tells which episodes of
+        a Stable-Baselines2 file were truncated.
+    :param seed: for ``expert:N`` only: episode ``i`` is reset with ``seed + i``; ``None`` leaves it unseeded
+    :param sb2_episode_end: for Stable-Baselines2 files only: ``"auto"`` takes an episode as truncated if it lasted
+        exactly ``env``'s time limit and as terminated otherwise; ``"terminated"`` or ``"truncated"`` takes every
+        episode that way. Either way, an episode whose rewards do not add up to its ``episode_returns`` is truncated.
     :return: the validated demonstrations
     :raises DemonstrationsNotFoundError: ``source`` is a path that does not exist and no local Minari dataset has that id
     :raises ValueError: malformed data (missing key, lengths that disagree, NaN/inf, values outside the spaces,
-        no episode or an empty one, unknown format, arrays that would need pickle); the message says where
+        no episode or an empty one, unknown format, arrays that would need pickle), a malformed ``"expert:N"`` or no
+        built-in expert for ``env``; the message says where
     :raises TypeError: a source or a dtype of the wrong kind
     """
-    observation_space: spaces.Space | None
-    action_space: spaces.Space | None
-    where = type(source).__name__
-    if isinstance(source, Demonstrations):
-        episodes, observation_space, action_space = list(source.episodes), source.observation_space, source.action_space
-    elif isinstance(source, str | os.PathLike):
-        where = str(source)
-        episodes, observation_space, action_space = _read_path(Path(source), where)
-    elif hasattr(source, "iterate_episodes"):
-        episodes = _episodes_from_minari(source, where)
-        observation_space, action_space = source.observation_space, source.action_space
-    elif isinstance(source, Sequence) and not isinstance(source, bytes):
-        if len(source) == 0:
-            raise ValueError("load_demonstrations: the sequence is empty: demonstrations need at least one episode")
-        first, observation_space, action_space = source[0], None, None
-        if isinstance(first, Mapping):
-            where = "episode dicts"
-            episodes = _episodes_from_dicts(source, where)
-        elif hasattr(first, "obs") and hasattr(first, "acts"):
-            where = "imitation trajectories"
-            episodes = _episodes_from_trajectories(source, where)
-        elif isinstance(first, Episode):
-            episodes = list(source)
-        else:
-            raise TypeError(
-                f"load_demonstrations: unknown sequence item {type(first).__name__}: expected episode dicts, imitation "
-                "trajectories or Episode"
-            )
-    else:
-        raise TypeError(
-            f"load_demonstrations: unsupported source {type(source).__name__}: expected a path, a Minari dataset or id, "
-            "a sequence of episode dicts / imitation trajectories / Episode, or a Demonstrations"
-        )
+    if sb2_episode_end not in _SB2_EPISODE_ENDS:
+        raise ValueError(f"sb2_episode_end must be 'auto', 'terminated' or 'truncated', got {sb2_episode_end!r}")
+    where, episodes, observation_space, action_space = _read_source(source, env, seed, sb2_episode_end)
     if env is not None:
         observation_space, action_space = _env_spaces(env)
     with _located(where):

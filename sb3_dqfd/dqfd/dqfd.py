@@ -403,7 +403,8 @@ class DQfD(DQN):
 
         self.demonstrations = None
         if has_demonstrations:
-            self.demonstrations = load_demonstrations(demonstrations, env=self.env)
+            # expert:N records with the model's seed, so seeds of a benchmark learn from different episodes
+            self.demonstrations = load_demonstrations(demonstrations, env=self.env, seed=seed or 0)
             self._check_demonstrations(self.demonstrations)
         elif _init_setup_model:
             warnings.warn(
@@ -632,9 +633,9 @@ class DQfD(DQN):
     def _load_demonstrations(self, source: Any) -> Demonstrations:
         """:func:`load_demonstrations` against the env (or the model's spaces without one), then the DQfD checks."""
         if self.env is not None:
-            demonstrations = load_demonstrations(source, env=self.env)
+            demonstrations = load_demonstrations(source, env=self.env, seed=self.seed or 0)
         else:
-            episodes = load_demonstrations(source).episodes
+            episodes = load_demonstrations(source, seed=self.seed or 0).episodes
             demonstrations = Demonstrations(episodes, self.observation_space, self.action_space)
         self._check_demonstrations(demonstrations)
         return demonstrations
