@@ -6,22 +6,29 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import sys
+import threading
+import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn, TextIO, cast
 
 import gymnasium as gym
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from sb3_contrib import QRDQN, TRPO, RecurrentPPO
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
 from sb3_dqfd.common.demonstrations import Demonstrations, load_demonstrations, record_demonstrations, save_demonstrations
 from sb3_dqfd.common.experiment import (
@@ -39,6 +46,7 @@ from sb3_dqfd.dqfd import DQfD
 from sb3_dqfd.transformer_a2c import TransformerA2C
 from sb3_dqfd.wrappers import PRESETS
 from sb3_dqfd.zoo.command import add_tune_subcommand
+from sb3_dqfd.zoo.registration import ZOO_KEYS
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "dqfd": DQfD,
@@ -54,30 +62,123 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "recurrent-ppo": RecurrentPPO,
 }
 TRAINABLE = ("dqfd", "transformer-a2c")
+PROG = "sb3-dqfd"
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
+#: The keys of rl-zoo3's entries (:data:`~sb3_dqfd.zoo.registration.ZOO_KEYS`) that ``train`` honours, as rl-zoo3's
+#: ``ExperimentManager`` does; it refuses the others (callbacks, VecEnv wrappers, action noise), naming them
+ENV_KEYS = ("env_kwargs", "env_wrapper", "frame_stack", "monitor_kwargs", "normalize")
+#: The VecNormalize statistics that ``train`` saves next to the model and ``evaluate`` reads there (rl-zoo3's name)
+VECNORMALIZE_FILE = "vecnormalize.pkl"
 
 
 class UsageError(Exception):
     """Bad input from the command line: reported as one line, exit status 2."""
 
 
-def make_env(env_id: str, n_envs: int, seed: int, domain_randomization: str | None = None) -> VecEnv:
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, with its usage errors on one line as the commands' own errors (argparse prints its usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
+
+
+def _whole_number(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts and budgets: a whole number >= 1 (argparse names the option in the error)."""
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type of seeds and numbers of pre-training updates: a whole number >= 0."""
+    return _whole_number(text, 0)
+
+
+@dataclass
+class EnvSettings:
+    """
+    How ``train`` builds its environments from the rl-zoo3 keys of a ``--hyperparams`` entry, in the order of rl-zoo3's
+    ``ExperimentManager.create_envs``: ``env_wrapper`` on each environment, then ``VecNormalize``, then ``VecFrameStack``.
+
+    :param env_kwargs: keyword arguments of ``gymnasium.make``
+    :param wrapper_class: wraps each environment (rl-zoo3's ``env_wrapper``)
+    :param monitor_kwargs: keyword arguments of SB3's ``Monitor``
+    :param normalize_kwargs: the arguments of ``VecNormalize`` (None: no normalization)
+    :param frame_stack: stack this many observations with ``VecFrameStack`` (None: no stacking)
+    """
+
+    env_kwargs: dict[str, Any] | None = None
+    wrapper_class: Callable[[gym.Env], gym.Env] | None = None
+    monitor_kwargs: dict[str, Any] | None = None
+    normalize_kwargs: dict[str, Any] | None = None
+    frame_stack: int | None = None
+
+
+def _register_zoo_envs(env_id: str) -> None:
+    """Register rl-zoo3's extra environments (CartPoleNoVel-v1, ...) when ``env_id`` is not known and rl-zoo3 is installed."""
+    if env_id not in gym.registry:
+        # Its YAML files and ours name them; rl-zoo3 is optional
+        with contextlib.suppress(ImportError):
+            importlib.import_module("rl_zoo3.import_envs")
+
+
+def make_env(
+    env_id: str, n_envs: int, seed: int, domain_randomization: str | None = None, settings: EnvSettings | None = None
+) -> VecEnv:
     """
     :param env_id: a registered Gymnasium environment id
     :param n_envs: number of environments
     :param seed: seed of the first environment (the others get ``seed + i``)
     :param domain_randomization: name of a preset from :data:`sb3_dqfd.wrappers.PRESETS`
+    :param settings: the keyword arguments and wrapper of each environment (its ``VecEnv`` wrappers are left to
+        :func:`make_train_envs`)
     :return: the vectorized, monitored environment
     """
-    if env_id not in gym.registry:
-        # rl-zoo3's extra environments (CartPoleNoVel-v1, ...), which its YAML files and ours name; rl-zoo3 is optional
-        with contextlib.suppress(ImportError):
-            importlib.import_module("rl_zoo3.import_envs")
-    wrapper = None
+    _register_zoo_envs(env_id)
+    settings = settings or EnvSettings()
+    wrapper = settings.wrapper_class
     if domain_randomization is not None:
         if domain_randomization not in PRESETS:
             raise UsageError(f"unknown domain randomization preset {domain_randomization!r} (known: {sorted(PRESETS)})")
         wrapper = PRESETS[domain_randomization]
-    return make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper)
+    return make_vec_env(
+        env_id,
+        n_envs=n_envs,
+        seed=seed,
+        wrapper_class=wrapper,
+        env_kwargs=settings.env_kwargs,
+        monitor_kwargs=settings.monitor_kwargs,
+    )
+
+
+def make_train_envs(env_id: str, n_envs: int, seed: int, settings: EnvSettings) -> tuple[VecEnv, VecEnv]:
+    """
+    :param env_id: a registered Gymnasium environment id
+    :param n_envs: number of training environments
+    :param seed: seed of the first training environment (evaluation: ``seed + 10_000``)
+    :param settings: how to build them
+    :return: the training environments and the evaluation environment, built alike. With ``VecNormalize``, the
+        evaluation environment reads the training statistics (the same object, which training updates in place) and
+        neither updates them nor scales rewards: the curve's callback, unlike SB3's ``EvalCallback``, syncs no copy
+    """
+    env = make_env(env_id, n_envs, seed, settings=settings)
+    eval_env = make_env(env_id, 1, seed + 10_000, settings=settings)
+    if settings.normalize_kwargs is not None:
+        env = VecNormalize(env, **settings.normalize_kwargs)
+        eval_env = VecNormalize(eval_env, **{**settings.normalize_kwargs, "training": False, "norm_reward": False})
+        eval_env.obs_rms = env.obs_rms
+    if settings.frame_stack is not None:
+        env, eval_env = VecFrameStack(env, settings.frame_stack), VecFrameStack(eval_env, settings.frame_stack)
+    return env, eval_env
 
 
 def algorithm_name(name: str) -> str:
@@ -93,7 +194,7 @@ def _policy_modules(algorithm: type[BaseAlgorithm]) -> set[str]:
     return {policy.__module__ for policy in algorithm.policy_aliases.values()}
 
 
-def load_model(path: str, algo: str | None, env: VecEnv | None = None) -> BaseAlgorithm:
+def load_model(path: str, algo: str | None, env: VecEnv | None = None) -> tuple[BaseAlgorithm, str]:
     """
     Load a saved SB3 model, checking first that it exists and that ``algo`` saved it.
 
@@ -103,7 +204,7 @@ def load_model(path: str, algo: str | None, env: VecEnv | None = None) -> BaseAl
     :param path: the model file, with or without ``.zip`` (as SB3's ``load``)
     :param algo: a name from :data:`ALGORITHMS`, or None to infer it from the zip where only one algorithm fits
     :param env: the environment to attach
-    :return: the loaded model
+    :return: the loaded model and the name of its algorithm in :data:`ALGORITHMS` (``algo``, or the one inferred)
     """
     file = Path(path)
     if not file.is_file() and file.suffix != ".zip" and file.with_name(file.name + ".zip").is_file():
@@ -124,23 +225,18 @@ def load_model(path: str, algo: str | None, env: VecEnv | None = None) -> BaseAl
         raise UsageError(
             f"{file} was saved by {' or '.join(fitting)} (policy from {module}), not {algo}: use --algo {fitting[0]}"
         )
-    return ALGORITHMS[algo].load(file, env=env, device="cpu")
+    return ALGORITHMS[algo].load(file, env=env, device="cpu"), algo
 
 
 def demonstrations_from_arg(spec: str, env_id: str, seed: int) -> Demonstrations:
     """
-    :param spec: ``expert:N`` to record N episodes with the built-in expert of ``env_id``, or anything
-    :func:`~sb3_dqfd.common.demonstrations.load_demonstrations` takes as a string (a file, a local Minari dataset id)
+    :param spec: anything :func:`~sb3_dqfd.common.demonstrations.load_demonstrations` takes as a string: a file, a
+        local Minari dataset id, or ``expert:N`` to record N episodes with the built-in expert of ``env_id``
     :param env_id: the environment the demonstrations are for
-    :param seed: seed of the recording
+    :param seed: seed of an ``expert:N`` recording
     :return: the demonstrations, validated against the environment
     """
-    if spec.startswith("expert:"):
-        count = spec.removeprefix("expert:")
-        if not count.isdigit() or int(count) < 1:
-            raise UsageError(f"--demos {spec!r}: expected expert:N with N a positive whole number of episodes")
-        return record_demonstrations(env_id, env_id, n_episodes=int(count), seed=seed)
-    return load_demonstrations(spec, env=env_id)
+    return load_demonstrations(spec, env=env_id, seed=seed)
 
 
 def _machine() -> dict[str, Any]:
@@ -157,29 +253,143 @@ def _arguments(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in vars(args).items() if name != "func"}
 
 
+def _describe(space: spaces.Space) -> str:
+    """:return: ``space`` in a few characters: a Box by its shape and dtype, not its bounds"""
+    return f"Box{space.shape} {space.dtype}" if isinstance(space, spaces.Box) else str(space)
+
+
+def _check_fits(expert: str, observation_space: spaces.Space, action_space: spaces.Space, env_id: str) -> None:
+    """
+    Refuse an expert whose spaces are not those of ``env_id``, before recording: the recorder would only fail at the
+    first action the environment rejects, or record nonsense from observations of the wrong meaning.
+
+    :param expert: the expert, as the error names it
+    :param observation_space: the observations the expert reads
+    :param action_space: the actions it takes
+    :param env_id: the environment to record in
+    """
+    with contextlib.closing(gym.make(env_id)) as env:
+        if env.observation_space != observation_space or env.action_space != action_space:
+            raise UsageError(
+                f"{expert} does not fit {env_id}: it reads observations {_describe(observation_space)} and takes actions "
+                f"{_describe(action_space)}, {env_id} has {_describe(env.observation_space)} and {_describe(env.action_space)}"
+            )
+
+
+def _recording_expert(args: argparse.Namespace) -> Any:
+    """:return: the expert of ``record`` (a saved model or a built-in expert), checked against ``--env``"""
+    if args.model is not None:
+        model, algo = load_model(args.model, args.algo)
+        _check_fits(f"the model {args.model} ({algo})", model.observation_space, model.action_space, args.env)
+        return model
+    expert_id = args.expert or args.env
+    expert = get_expert(expert_id)
+    if expert_id != args.env:  # built-in experts are functions: their environment tells what they read and take
+        with contextlib.closing(gym.make(expert_id)) as expert_env:
+            name = f"the built-in expert of {expert_id}"
+            _check_fits(name, expert_env.observation_space, expert_env.action_space, args.env)
+    return expert
+
+
 def cmd_record(args: argparse.Namespace) -> None:
     """Record demonstrations from a built-in expert or a saved SB3 model and write them as ``.npz``."""
+    _register_zoo_envs(args.env)
     gym.spec(args.env)  # an unknown or retired env id first (gymnasium names the current version), not "no expert"
-    if args.model is not None:
-        expert: Any = load_model(args.model, args.algo)
-    else:
-        expert = get_expert(args.expert or args.env)
+    expert = _recording_expert(args)
     demos = record_demonstrations(expert, args.env, n_episodes=args.episodes, seed=args.seed, progress_bar=True)
     save_demonstrations(demos, args.output)
     print(demos)
     print(f"Saved to {args.output}")
 
 
-def _build_model(args: argparse.Namespace, env: VecEnv) -> tuple[BaseAlgorithm, int]:
-    """Create the model of ``train`` from the command line and the hyperparameter file; return it and its budget."""
-    algorithm_class = ALGORITHMS[args.algo]
-    hyperparams: dict[str, Any] = {}
-    if args.hyperparams is not None:
-        hyperparams = load_hyperparameters(args.hyperparams, args.env, algorithm_class)
-    total_timesteps = int(args.timesteps or hyperparams.pop("n_timesteps", 0) or 50_000)
-    hyperparams.pop("n_timesteps", None)
-    hyperparams.pop("n_envs", None)
+def _check_train_options(args: argparse.Namespace) -> None:
+    """Refuse the options of ``train`` that do not apply, before any work."""
+    if args.algo != "dqfd" and args.demos is not None:
+        raise UsageError(f"--demos is a DQfD option; {args.algo} does not learn from demonstrations")
+    if args.algo != "dqfd" and args.pretrain_steps is not None:
+        raise UsageError(f"--pretrain-steps is a DQfD option; {args.algo} does not pre-train")
+    if args.tensorboard_log is not None and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard-log needs TensorBoard: pip install tensorboard (or sb3-dqfd[all])")
+
+
+def _entry_count(value: Any, key: str, where: str) -> int:
+    """
+    :return: ``value`` of ``key`` in a YAML entry as a whole number >= 1 (rl-zoo3's files write budgets as floats,
+        ``!!float 1e5``: a whole float counts)
+    """
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value < 1:
+        raise UsageError(f"{where}: {key} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def _entry_mapping(value: Any, key: str, where: str) -> dict[str, Any] | None:
+    """:return: ``value`` of ``key`` in a YAML entry, None or a mapping (``"dict(...)"`` strings are parsed already)"""
+    if value is not None and not isinstance(value, dict):
+        raise UsageError(f"{where}: {key} must be a mapping, got {value!r}")
+    return value
+
+
+def _zoo_import(key: str, value: Any, where: str) -> Any:
+    """
+    Import what ``key`` of a YAML entry names, with rl-zoo3's own functions, as its training does.
+
+    :return: the ``policy`` class, or the function that wraps an environment in the ``env_wrapper`` class(es) (a name,
+        a list of names, ``{name: kwargs}``)
+    """
+    try:
+        from rl_zoo3.utils import get_class_by_name, get_wrapper_class
+    except ImportError:
+        raise UsageError(f"{where}: {key} needs rl-zoo3: pip install 'sb3-dqfd[zoo]'") from None
+    try:
+        return get_wrapper_class({key: value}) if key == "env_wrapper" else get_class_by_name(value)
+    except (ImportError, AttributeError, ValueError, AssertionError) as error:
+        raise UsageError(f"{where}: {key}: cannot import {value!r} ({error})") from None
+
+
+def _normalize_kwargs(hyperparams: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """:return: the ``VecNormalize`` arguments of rl-zoo3's ``normalize`` key, None when it is absent or false"""
+    normalize = hyperparams.pop("normalize", False)
+    if normalize is False:
+        return None
+    if normalize is not True and not isinstance(normalize, dict):
+        raise UsageError(f"{where}: normalize must be true, false or a mapping of VecNormalize arguments, got {normalize!r}")
+    kwargs = {} if normalize is True else dict(normalize)
+    if "gamma" in hyperparams:
+        kwargs["gamma"] = hyperparams["gamma"]  # as rl-zoo3: rewards are scaled by the returns the algorithm discounts
+    return kwargs
+
+
+def _env_settings(hyperparams: dict[str, Any], where: str, zoo_command: str) -> EnvSettings:
+    """
+    Take the rl-zoo3 environment keys out of a YAML entry, read as rl-zoo3's ``ExperimentManager`` reads them.
+
+    :param hyperparams: the entry; the keys are removed from it
+    :param where: the file and entry, for error messages
+    :param zoo_command: the rl-zoo3 command line that runs the keys ``train`` refuses
+    :return: the settings
+    """
+    refused = sorted(set(hyperparams) & (set(ZOO_KEYS) - set(ENV_KEYS)))
+    if refused:
+        raise UsageError(
+            f"{where}: rl-zoo3 keys that sb3-dqfd train does not support: {refused} (rl-zoo3 runs them: {zoo_command})"
+        )
+    frame_stack = hyperparams.pop("frame_stack", None)
+    wrapper = hyperparams.pop("env_wrapper", None)
+    return EnvSettings(
+        env_kwargs=_entry_mapping(hyperparams.pop("env_kwargs", None), "env_kwargs", where),
+        wrapper_class=None if wrapper is None else _zoo_import("env_wrapper", wrapper, where),
+        monitor_kwargs=_entry_mapping(hyperparams.pop("monitor_kwargs", None), "monitor_kwargs", where),
+        normalize_kwargs=_normalize_kwargs(hyperparams, where),
+        frame_stack=None if frame_stack is None else _entry_count(frame_stack, "frame_stack", where),
+    )
+
+
+def _build_model(args: argparse.Namespace, env: VecEnv, hyperparams: dict[str, Any], where: str) -> BaseAlgorithm:
+    """Create the model of ``train`` from the command line and the constructor arguments of the YAML entry."""
     policy = hyperparams.pop("policy", "MlpPolicy")
+    if isinstance(policy, str) and "." in policy:  # rl-zoo3 imports a policy named by its module
+        policy = _zoo_import("policy", policy, where)
     if args.algo == "dqfd":
         spec = args.demos or hyperparams.pop("demonstrations", None)
         if spec is None:
@@ -187,52 +397,188 @@ def _build_model(args: argparse.Namespace, env: VecEnv) -> tuple[BaseAlgorithm, 
         hyperparams["demonstrations"] = demonstrations_from_arg(str(spec), args.env, args.seed)
         if args.pretrain_steps is not None:
             hyperparams["pretrain_steps"] = args.pretrain_steps
-    elif args.pretrain_steps is not None:
-        raise UsageError(f"--pretrain-steps is a DQfD option; {args.algo} does not pre-train")
-    if args.tensorboard_log is not None and importlib.util.find_spec("tensorboard") is None:
-        raise UsageError("--tensorboard-log needs TensorBoard: pip install tensorboard (or sb3-dqfd[all])")
-    model = algorithm_class(policy, env, seed=args.seed, tensorboard_log=args.tensorboard_log, verbose=0, **hyperparams)
-    return model, total_timesteps
+    algorithm_class = ALGORITHMS[args.algo]
+    return algorithm_class(policy, env, seed=args.seed, tensorboard_log=args.tensorboard_log, verbose=0, **hyperparams)
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    """Train DQfD or TransformerA2C with periodic evaluation; save the model, a learning-curve PNG and a JSON."""
+class _StopOnCtrlC(BaseCallback):
+    """
+    Make the first Ctrl-C while the model steps its environments a clean stop of ``learn()``: this callback then
+    returns False, and :func:`~sb3_dqfd.common.experiment.train_with_curve` evaluates the model where it stopped and
+    returns the curve so far, which a ``KeyboardInterrupt`` through it would lose. Ctrl-C anywhere else (DQfD's
+    pre-training, the evaluations before and after ``learn()``), or a second one, raises ``KeyboardInterrupt`` at once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = False
+        self._learning = False
+
+    def on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        """The SIGINT handler (see :func:`signal.signal`)."""
+        if self.interrupted or not self._learning:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        print(
+            f"{PROG}: interrupted: stopping at step {self.model.num_timesteps:,} to evaluate and save "
+            "(Ctrl-C again to stop at once, without the learning curve)",
+            file=sys.stderr,
+        )
+
+    def _on_training_start(self) -> None:
+        self._learning = True
+
+    def _on_training_end(self) -> None:
+        self._learning = False
+
+    def _on_step(self) -> bool:
+        return not self.interrupted
+
+
+@contextlib.contextmanager
+def _handling_sigint(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """
+    Handle Ctrl-C with ``handler`` within the block. Only the main thread gets signals: elsewhere, do nothing; nor
+    where Ctrl-C is ignored (``nohup``, a background job), which should stay ignored.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _save_model(model: BaseAlgorithm, path: Path) -> list[Path]:
+    """
+    Save the model and, as rl-zoo3 does, its ``VecNormalize`` statistics next to it (where ``evaluate`` reads them).
+
+    :return: the files written
+    """
+    model.save(path)
+    files = [path.with_name(f"{path.name}.zip")]
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None:
+        files.append(path.parent / VECNORMALIZE_FILE)
+        vec_normalize.save(str(files[-1]))
+    return files
+
+
+def _save_curve(args: argparse.Namespace, curve: LearningCurve, timesteps: int, interrupted: bool) -> list[Path]:
+    """
+    Plot the learning curve and write it with the run's metadata as JSON; print the summary table.
+
+    :param args: the command line of ``train``
+    :param curve: the curve
+    :param timesteps: the environment steps the model trained for
+    :param interrupted: whether Ctrl-C stopped the run before its budget
+    :return: the files written
+    """
     output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    env = make_env(args.env, args.n_envs, args.seed)
-    model, total_timesteps = _build_model(args, env)
-    eval_env = make_env(args.env, 1, args.seed + 10_000)
-    curve = train_with_curve(
-        model, args.algo, args.seed, total_timesteps, eval_env, args.eval_freq, args.eval_episodes, args.progress_bar
-    )
-    model_path = output / f"{args.algo}_{args.env}"
-    model.save(model_path)
     threshold = gym.spec(args.env).reward_threshold
     plot_curves([curve], output / "learning_curve.png", f"{args.algo} on {args.env}", threshold)
-    save_results(output / "results.json", [curve], {"command": sys.argv, "args": _arguments(args), "machine": _machine()})
+    metadata = {"command": sys.argv, "args": _arguments(args), "machine": _machine()}
+    save_results(output / "results.json", [curve], metadata | {"interrupted": interrupted, "timesteps_reached": timesteps})
     print(format_table(summarize([curve], threshold), threshold))
-    print(f"Model: {model_path}.zip  curve: {output / 'learning_curve.png'}  results: {output / 'results.json'}")
+    return [output / "learning_curve.png", output / "results.json"]
+
+
+def _report_interrupt(model: BaseAlgorithm, total_timesteps: int, files: list[Path], note: str = "") -> int:
+    """Say how far an interrupted ``train`` went and what it saved; return the exit status of an interruption."""
+    saved = ", ".join(str(file) for file in files)
+    print(f"{PROG}: interrupted at step {model.num_timesteps:,} of {total_timesteps:,}: saved {saved}{note}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """
+    Train DQfD or TransformerA2C with periodic evaluation; save the model, a learning-curve PNG and a JSON.
+
+    Ctrl-C saves the model and, when it stops the interaction, the curve so far (see :class:`_StopOnCtrlC`).
+
+    :return: the exit status: 0, or :data:`EXIT_INTERRUPTED` after Ctrl-C
+    """
+    _check_train_options(args)
+    hyperparams: dict[str, Any] = {}
+    where = f"{args.hyperparams} [{args.env}]"
+    if args.hyperparams is not None:
+        hyperparams = load_hyperparameters(args.hyperparams, args.env, ALGORITHMS[args.algo], extra_keys=ZOO_KEYS)
+    zoo_command = (
+        f"python -m sb3_dqfd.zoo train --algo {args.algo.replace('-', '_')} --env {args.env} --conf-file {args.hyperparams}"
+    )
+    settings = _env_settings(hyperparams, where, zoo_command)
+    # The entry's values are checked even where the command line overrides them: the file is wrong either way
+    n_envs = _entry_count(hyperparams.pop("n_envs", 1), "n_envs", where)
+    total_timesteps = _entry_count(hyperparams.pop("n_timesteps", 50_000), "n_timesteps", where)
+    n_envs = n_envs if args.n_envs is None else args.n_envs
+    total_timesteps = total_timesteps if args.timesteps is None else args.timesteps
+    env, eval_env = make_train_envs(args.env, n_envs, args.seed, settings)
+    model = _build_model(args, env, hyperparams, where)
+
+    model_path = Path(args.output_dir) / f"{args.algo}_{args.env}"
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    stop = _StopOnCtrlC()
+    try:
+        with _handling_sigint(stop.on_sigint):
+            curve = train_with_curve(model, args.algo, args.seed, total_timesteps, eval_env, args.eval_freq,
+                                     args.eval_episodes, args.progress_bar, extra_callback=stop)  # fmt: skip
+    except KeyboardInterrupt:
+        note = " (no learning curve: stopped outside the interaction with the environment, or by a second Ctrl-C)"
+        return _report_interrupt(model, total_timesteps, _save_model(model, model_path), note)
+    model_files = _save_model(model, model_path)
+    curve_files = _save_curve(args, curve, model.num_timesteps, stop.interrupted)
+    if stop.interrupted:
+        return _report_interrupt(model, total_timesteps, model_files + curve_files)
+    plot, results = curve_files
+    print(f"Model: {' + '.join(map(str, model_files))}  curve: {plot}  results: {results}")
+    return 0
+
+
+def _prepare_json(path: str | None) -> Path | None:
+    """:return: ``path`` with its folder created, before the work whose result it will hold (None: no JSON)"""
+    if path is None:
+        return None
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--json {path}: cannot create its folder ({error.strerror})") from None
+    return Path(path)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    """Evaluate a saved model, optionally under domain randomization."""
+    """
+    Evaluate a saved model, optionally under domain randomization, with the ``VecNormalize`` statistics saved next to
+    it if any.
+    """
+    json_path = _prepare_json(args.json)
     env = make_env(args.env, 1, args.seed, args.domain_randomization)
-    model = load_model(args.model, args.algo, env)
+    statistics = Path(args.model).parent / VECNORMALIZE_FILE
+    normalized = statistics.is_file()
+    if normalized:
+        # Observations are scaled as in training, with its statistics frozen; returns are reported unscaled
+        env = VecNormalize.load(str(statistics), env)
+        env.training, env.norm_reward = False, False
+    model, algo = load_model(args.model, args.algo, env)
     returns, lengths = evaluate_policy(
         model, env, n_eval_episodes=args.episodes, deterministic=not args.stochastic, return_episode_rewards=True
     )
     result = {
+        "algo": algo,
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns)),
         "mean_length": float(np.mean(lengths)),
         "episodes": args.episodes,
+        "vecnormalize": str(statistics) if normalized else None,
     }
     print(
-        f"{args.algo} on {args.env}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
+        f"{algo} on {args.env}: return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
         f"over {args.episodes} episodes, mean length {result['mean_length']:.1f}"
+        + (f" (observations normalized with {statistics})" if normalized else "")
     )
-    if args.json is not None:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2))
 
 
 def compare(
@@ -351,10 +697,20 @@ def cmd_demo(args: argparse.Namespace) -> None:
             args.progress_bar, _dqfd_overrides(args))  # fmt: skip
 
 
+#: What ``--demos`` takes (:func:`demonstrations_from_arg`)
+DEMOS_HELP = (
+    "demonstrations: a file (our .npz, or a Stable-Baselines2 ExpertDataset .npz), the id of a Minari dataset stored "
+    "locally (MINARI_DATASETS_PATH; never downloaded), or expert:N to record N episodes with the built-in expert"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """:return: the parser of the ``sb3-dqfd`` command line"""
-    parser = argparse.ArgumentParser(prog="sb3-dqfd", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _ArgumentParser(prog=PROG, description=__doc__)
+    # Its parsers are _ArgumentParser (argparse makes them of the parent's class); tune's code takes any ArgumentParser
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]", parser.add_subparsers(dest="command", required=True)
+    )
 
     record = commands.add_parser("record", help="record demonstrations to .npz")
     record.add_argument("--env", required=True, help="environment id, e.g. CartPole-v1")
@@ -363,85 +719,155 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument(
         "--algo", type=algorithm_name, choices=sorted(ALGORITHMS), help="algorithm that saved --model (default: read from it)"
     )
-    record.add_argument("--episodes", type=int, default=10)
-    record.add_argument("--seed", type=int, default=0)
+    record.add_argument("--episodes", type=positive_int, default=10, help="episodes to record (default: %(default)s)")
+    record.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the first episode (the next ones: seed + 1, ...)"
+    )
     record.add_argument("--output", required=True, help="the .npz file to write")
     record.set_defaults(func=cmd_record)
 
-    train = commands.add_parser("train", help="train DQfD or TransformerA2C with periodic evaluation")
-    train.add_argument("algo", type=algorithm_name, choices=TRAINABLE)
-    train.add_argument("--env", required=True)
-    train.add_argument("--demos", help="demonstrations: a file or expert:N (DQfD)")
-    train.add_argument("--hyperparams", help="rl-zoo3 style YAML file {env_id: {name: value}}")
-    train.add_argument("--pretrain-steps", type=int, help="DQfD pre-training updates (default: the YAML's, else DQfD's)")
-    train.add_argument("--timesteps", type=int, help="environment steps (default: n_timesteps of the YAML, else 50k)")
-    train.add_argument("--n-envs", type=int, default=1)
-    train.add_argument("--seed", type=int, default=0)
+    train = commands.add_parser(
+        "train",
+        help="train DQfD or TransformerA2C with periodic evaluation",
+        description="Train DQfD or TransformerA2C with periodic evaluation; write the model, a learning-curve PNG and "
+        "results.json to --output-dir. Ctrl-C stops the run and saves the model and the curve so far (exit status 130).",
+    )
+    train.add_argument("algo", type=algorithm_name, choices=TRAINABLE, help="dqfd or transformer-a2c (or transformer_a2c)")
+    train.add_argument("--env", required=True, help="environment id, e.g. CartPole-v1")
+    train.add_argument("--demos", help=f"DQfD's {DEMOS_HELP} (default: the demonstrations path of --hyperparams)")
+    train.add_argument(
+        "--hyperparams",
+        help="rl-zoo3 style YAML file {env_id: {name: value}}: constructor arguments, n_timesteps, n_envs, policy, "
+        "env_kwargs, env_wrapper, frame_stack, normalize (VecNormalize, saved as vecnormalize.pkl), monitor_kwargs",
+    )
+    train.add_argument(
+        "--pretrain-steps", type=non_negative_int, help="DQfD pre-training updates (default: the YAML's, else DQfD's)"
+    )
+    train.add_argument(
+        "--timesteps", type=positive_int, help="environment steps (default: n_timesteps of the YAML, else 50,000)"
+    )
+    train.add_argument("--n-envs", type=positive_int, help="training environments (default: n_envs of the YAML, else 1)")
+    train.add_argument("--seed", type=non_negative_int, default=0, help="seed of the model and the environments")
     train.add_argument("--tensorboard-log", help="TensorBoard log directory")
-    train.add_argument("--eval-freq", type=int, default=5_000, help="evaluate every this many environment steps")
-    train.add_argument("--eval-episodes", type=int, default=10)
-    train.add_argument("--progress-bar", action="store_true")
-    train.add_argument("--output-dir", default="runs/train")
+    train.add_argument(
+        "--eval-freq", type=positive_int, default=5_000, help="evaluate every this many environment steps (default: 5,000)"
+    )
+    train.add_argument("--eval-episodes", type=positive_int, default=10, help="episodes per evaluation (default: %(default)s)")
+    train.add_argument("--progress-bar", action="store_true", help="show progress bars")
+    train.add_argument(
+        "--output-dir", default="runs/train", help="where the model, the curve and the JSON go (default: %(default)s)"
+    )
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model")
-    evaluate.add_argument("model", help="the saved model (.zip)")
+    evaluate.add_argument("model", help=f"the saved model (.zip), with the {VECNORMALIZE_FILE} next to it if any")
     evaluate.add_argument(
         "--algo",
         type=algorithm_name,
         choices=sorted(ALGORITHMS),
         help="algorithm that saved the model (default: read from it)",
     )
-    evaluate.add_argument("--env", required=True)
-    evaluate.add_argument("--episodes", type=int, default=20)
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--env", required=True, help="environment id, e.g. CartPole-v1")
+    evaluate.add_argument("--episodes", type=positive_int, default=20, help="episodes (default: %(default)s)")
+    evaluate.add_argument("--seed", type=non_negative_int, default=0, help="seed of the environment")
     evaluate.add_argument("--domain-randomization", help=f"evaluate under a preset: {', '.join(sorted(PRESETS))}")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy policy")
     evaluate.add_argument("--json", help="also write the result to this JSON file")
     evaluate.set_defaults(func=cmd_evaluate)
 
     comparison = commands.add_parser("compare", help="DQfD vs tuned DQN vs pre-training only, over seeds")
-    comparison.add_argument("--env", default="MountainCar-v0", choices=sorted(ZOO_DQN_HYPERPARAMS))
-    comparison.add_argument("--demos", default="expert:10", help="a file or expert:N")
-    comparison.add_argument("--timesteps", type=int, default=30_000)
-    comparison.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    comparison.add_argument("--eval-freq", type=int, default=2_500)
-    comparison.add_argument("--eval-episodes", type=int, default=10)
-    comparison.add_argument("--pretrain-steps", type=int, help="DQfD pre-training updates (default: DQfD's)")
-    comparison.add_argument("--progress-bar", action="store_true")
-    comparison.add_argument("--output-dir", default="runs/compare")
+    comparison.add_argument(
+        "--env",
+        default="MountainCar-v0",
+        choices=sorted(ZOO_DQN_HYPERPARAMS),
+        help="an environment with rl-zoo3's tuned DQN (default: %(default)s)",
+    )
+    comparison.add_argument("--demos", default="expert:10", help=f"{DEMOS_HELP} (default: %(default)s)")
+    _add_comparison_options(comparison, timesteps=30_000, seeds=[0, 1, 2], eval_freq=2_500)
+    comparison.add_argument("--eval-episodes", type=positive_int, default=10, help="episodes per evaluation (default: 10)")
+    comparison.add_argument(
+        "--pretrain-steps", type=non_negative_int, help="DQfD pre-training updates (default: the shipped YAML's)"
+    )
+    comparison.add_argument("--output-dir", default="runs/compare", help="where the results go (default: %(default)s)")
     comparison.set_defaults(func=cmd_compare)
 
     demo = commands.add_parser("demo", help="the make demo job: compare on LunarLander-v3 with 20 expert episodes")
     # A budget that finishes within 5 minutes on 2 cores; the benchmarks use the full budgets
-    demo.add_argument("--timesteps", type=int, default=6_000)
-    demo.add_argument("--seeds", type=int, nargs="+", default=[0])
-    demo.add_argument("--eval-freq", type=int, default=1_500)
-    demo.add_argument("--pretrain-steps", type=int, default=1_500, help="DQfD pre-training updates")
-    demo.add_argument("--progress-bar", action="store_true")
-    demo.add_argument("--output-dir", default="demo_output")
+    _add_comparison_options(demo, timesteps=6_000, seeds=[0], eval_freq=1_500)
+    demo.add_argument(
+        "--pretrain-steps", type=non_negative_int, default=1_500, help="DQfD pre-training updates (default: 1,500)"
+    )
+    demo.add_argument("--output-dir", default="demo_output", help="where the results go (default: %(default)s)")
     demo.set_defaults(func=cmd_demo)
 
     add_tune_subcommand(commands)  # Optuna search through rl-zoo3 (the zoo extra), see sb3_dqfd/zoo/
     return parser
 
 
+def _add_comparison_options(parser: argparse.ArgumentParser, timesteps: int, seeds: list[int], eval_freq: int) -> None:
+    """Add the options ``compare`` and ``demo`` share, with their defaults."""
+    parser.add_argument(
+        "--timesteps", type=positive_int, default=timesteps, help=f"environment steps per run (default: {timesteps:,})"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=non_negative_int,
+        nargs="+",
+        default=seeds,
+        help="one run of each method per seed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--eval-freq",
+        type=positive_int,
+        default=eval_freq,
+        help=f"evaluate every this many environment steps (default: {eval_freq:,})",
+    )
+    parser.add_argument("--progress-bar", action="store_true", help="show progress bars")
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Show Python warnings as one line each, as the errors, instead of two with a line of Python source code."""
+    showwarning = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        print(f"{PROG}: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """
     Entry point of ``sb3-dqfd`` and ``python -m sb3_dqfd``.
 
+    Python warnings are shown as one line each while a command runs (``sb3-dqfd: warning: ...``).
+
     :param argv: the arguments (default: ``sys.argv[1:]``)
     :return: the exit status: 0 on success, 2 for bad usage (reported as one line, never a traceback; set the
-        environment variable ``SB3_DQFD_DEBUG=1`` to see the traceback instead)
+        environment variable ``SB3_DQFD_DEBUG=1`` to see the traceback instead), 130 after Ctrl-C
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        with _one_line_warnings():
+            return args.func(args) or 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (UsageError, ValueError, TypeError, FileNotFoundError, gym.error.Error) as error:
         if os.environ.get("SB3_DQFD_DEBUG"):
             raise  # the full traceback, for bug reports
 
         message = " ".join(str(error).split())
         parser.exit(2, f"{parser.prog}: error: {message}\n")
-    return 0

@@ -1,19 +1,31 @@
 """The sb3-dqfd command line: every subcommand end to end on tiny budgets, and one-line errors with exit status 2."""
 
+import argparse
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_dqfd import DQfD
+from sb3_dqfd import DQfD, cli, record_demonstrations
 from sb3_dqfd.cli import build_parser, main, make_env
+from sb3_dqfd.dqfd.policies import DQfDPolicy
 
 
 def run(*argv: str) -> int:
     return main(list(argv))
+
+
+def save_untrained_dqfd(path: str) -> None:
+    with pytest.warns(UserWarning, match="DQfD got no demonstrations"):
+        DQfD("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8])).save(path)
 
 
 def test_record_train_evaluate(tmp_path, capsys):
@@ -73,7 +85,7 @@ def test_both_spellings_of_algorithm_names_and_rl_zoo3_envs():
 
 def test_a_model_loaded_as_the_wrong_algorithm_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    DQfD("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8])).save("dqfd_model")
+    save_untrained_dqfd("dqfd_model")
     Path("not_a_model.zip").write_text("hello")
     cases = [
         (["evaluate", "dqfd_model.zip", "--algo", "dqn", "--env", "CartPole-v1"], "was saved by dqfd"),
@@ -129,7 +141,7 @@ def test_compare_writes_table_plot_and_json(tmp_path, capsys):
         (["train", "dqfd", "--env", "MountainCar-v0", "--demos", "CARTPOLE"], "observations have shape (4,)"),
         (["evaluate", "missing.zip", "--algo", "dqfd", "--env", "CartPole-v1"], "model file 'missing.zip' does not exist"),
         (["compare", "--env", "CartPole-v1", "--demos", "expert:1", "--timesteps", "10", "--seeds", "0", "--eval-freq", "0",
-          "--pretrain-steps", "0"], "eval_freq and n_eval_episodes must be at least 1"),
+          "--pretrain-steps", "0"], "argument --eval-freq: expected a whole number >= 1, got 0"),
     ],
 )  # fmt: skip
 def test_bad_usage_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, message):
@@ -152,3 +164,168 @@ def test_python_dash_m_entry_point():
         assert command in completed.stdout
     completed = subprocess.run([sys.executable, "-m", "sb3_dqfd", "frobnicate"], capture_output=True, text=True, check=False)
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
+
+
+def spy_on_training(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """:return: filled by ``train`` with the model, the evaluation env and the budget it trains with"""
+    seen: dict[str, Any] = {}
+    real_train_with_curve = cli.train_with_curve
+
+    def train_with_curve(model, label, seed, total_timesteps, eval_env, *args, **kwargs):
+        seen.update(model=model, eval_env=eval_env, total_timesteps=total_timesteps)
+        return real_train_with_curve(model, label, seed, total_timesteps, eval_env, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "train_with_curve", train_with_curve)
+    return seen
+
+
+def test_train_honours_the_rl_zoo3_keys_of_the_yaml_entry(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    seen = spy_on_training(monkeypatch)
+    Path("dqfd.yml").write_text(
+        """
+CartPole-v1:
+  n_envs: 2
+  policy: sb3_dqfd.dqfd.policies.DQfDPolicy
+  normalize: "dict(norm_obs=True, norm_reward=False)"
+  env_kwargs: {sutton_barto_reward: true}
+  env_wrapper:
+    - gymnasium.wrappers.TimeLimit: {max_episode_steps: 50}
+  monitor_kwargs: "dict(info_keywords=())"
+  pretrain_steps: 5
+  policy_kwargs: "dict(net_arch=[16])"
+"""
+    )
+    argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--hyperparams", "dqfd.yml"]
+    assert run(*argv, "--timesteps", "20", "--eval-freq", "20", "--eval-episodes", "1", "--output-dir", "run") == 0
+    model, eval_env = seen["model"], seen["eval_env"]
+    assert model.n_envs == 2 and type(model.policy) is DQfDPolicy
+    assert model.get_env().get_attr("_sutton_barto_reward") == [True, True]
+    assert model.get_env().get_attr("_max_episode_steps") == [50, 50]
+    vec_normalize = model.get_vec_normalize_env()
+    assert vec_normalize.norm_obs and not vec_normalize.norm_reward
+    # The evaluation env: the same wrappers, reading the training statistics without updating them
+    assert eval_env.get_attr("_sutton_barto_reward") == [True] and eval_env.get_attr("_max_episode_steps") == [50]
+    assert isinstance(eval_env, VecNormalize) and not eval_env.training and not eval_env.norm_reward
+    assert eval_env.obs_rms is vec_normalize.obs_rms
+    # Saved next to the model, as rl-zoo3 does, and read back by evaluate
+    assert "run/vecnormalize.pkl" in capsys.readouterr().out
+    assert VecNormalize.load("run/vecnormalize.pkl", make_env("CartPole-v1", 1, 0)).obs_rms.count > 20
+    argv = ["evaluate", "run/dqfd_CartPole-v1.zip", "--env", "CartPole-v1", "--episodes", "1", "--json", "eval.json"]
+    assert run(*argv) == 0
+    assert "observations normalized with run/vecnormalize.pkl" in capsys.readouterr().out
+    assert json.loads(Path("eval.json").read_text())["vecnormalize"] == "run/vecnormalize.pkl"
+
+
+def test_train_reads_n_envs_frame_stack_and_n_timesteps_of_the_yaml_and_the_command_line_wins(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seen = spy_on_training(monkeypatch)
+    Path("a2c.yml").write_text(
+        "CartPole-v1:\n  n_envs: 2\n  n_timesteps: 16\n  frame_stack: 2\n"
+        "  policy_kwargs: 'dict(d_model=8, n_heads=1, context_len=4, dim_feedforward=8)'\n"
+    )
+    argv = ["train", "transformer-a2c", "--env", "CartPole-v1", "--hyperparams", "a2c.yml", "--eval-freq", "8"]
+    assert run(*argv, "--eval-episodes", "1", "--n-envs", "1", "--output-dir", "run") == 0
+    assert seen["model"].n_envs == 1  # --n-envs over the YAML's 2
+    assert seen["total_timesteps"] == 16
+    assert seen["model"].observation_space.shape == seen["eval_env"].observation_space.shape == (8,)  # 2 x 4
+    assert run(*argv, "--eval-episodes", "1", "--timesteps", "8", "--output-dir", "run") == 0
+    assert seen["model"].n_envs == 2 and seen["total_timesteps"] == 8
+
+
+def test_ctrl_c_while_training_saves_the_model_and_the_curve_so_far(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    handler = signal.getsignal(signal.SIGINT)
+    real_train = DQfD.train
+    updates = []
+
+    def train_then_ctrl_c(self, *args, **kwargs):
+        real_train(self, *args, **kwargs)
+        updates.append(self.num_timesteps)
+        if len(updates) == 30:
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends, between two environment steps
+
+    monkeypatch.setattr(DQfD, "train", train_then_ctrl_c)
+    Path("dqfd.yml").write_text("CartPole-v1:\n  pretrain_steps: 5\n  policy_kwargs: 'dict(net_arch=[16])'\n")
+    argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--hyperparams", "dqfd.yml"]
+    assert run(*argv, "--timesteps", "2000", "--eval-freq", "20", "--eval-episodes", "1", "--output-dir", "run") == 130
+    reached = DQfD.load("run/dqfd_CartPole-v1").num_timesteps
+    assert updates[29] <= reached < 2000
+    results = json.loads(Path("run/results.json").read_text())
+    assert results["metadata"]["interrupted"] is True and results["metadata"]["timesteps_reached"] == reached
+    assert results["curves"][0]["timesteps"][:2] == [0, 20] and results["curves"][0]["timesteps"][-1] == reached
+    assert Path("run/learning_curve.png").stat().st_size > 1000
+    error = capsys.readouterr().err
+    assert f"sb3-dqfd: interrupted at step {reached:,} of 2,000: saved run/dqfd_CartPole-v1.zip" in error
+    assert "run/results.json" in error and "Traceback" not in error
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_ctrl_c_during_pre_training_saves_the_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(DQfD, "pretrain", lambda self, *args, **kwargs: signal.raise_signal(signal.SIGINT))
+    argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--timesteps", "100", "--eval-freq", "50"]
+    assert run(*argv, "--eval-episodes", "1", "--output-dir", "run") == 130
+    assert Path("run/dqfd_CartPole-v1.zip").is_file() and not Path("run/results.json").exists()
+    error = capsys.readouterr().err
+    assert "sb3-dqfd: interrupted at step 0 of 100: saved run/dqfd_CartPole-v1.zip (no learning curve" in error
+    assert error.count("\n") == 1
+
+
+def test_ctrl_c_elsewhere_is_one_line_and_exit_130(monkeypatch, capsys):
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "record_demonstrations", ctrl_c)
+    assert run("record", "--env", "CartPole-v1", "--output", "x.npz") == 130
+    assert capsys.readouterr().err == "sb3-dqfd: interrupted\n"
+
+
+def test_evaluate_names_the_algorithm_it_read_from_the_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    save_untrained_dqfd("model")
+    assert run("evaluate", "model.zip", "--env", "CartPole-v1", "--episodes", "1", "--json", "eval.json") == 0
+    assert capsys.readouterr().out.startswith("dqfd on CartPole-v1: return ")
+    assert json.loads(Path("eval.json").read_text())["algo"] == "dqfd"
+
+
+def test_evaluate_creates_the_folder_of_the_json_first(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save_untrained_dqfd("model")
+    assert run("evaluate", "model.zip", "--env", "CartPole-v1", "--episodes", "1", "--json", "out/sub/eval.json") == 0
+    assert json.loads(Path("out/sub/eval.json").read_text())["episodes"] == 1
+
+
+def test_python_warnings_are_one_line_each_during_a_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    demos = record_demonstrations("CartPole-v1", "CartPole-v1", n_episodes=1, seed=0)
+    episode = demos.episodes[0]
+    # Stable-Baselines2's ExpertDataset format: loading it warns (the format does not say how its episodes ended)
+    np.savez(
+        "sb2.npz",
+        obs=episode.observations[:-1],
+        actions=episode.actions.reshape(-1, 1),
+        rewards=episode.rewards,
+        episode_returns=demos.episode_returns,
+        episode_starts=np.arange(len(episode)) == 0,
+    )
+    showwarning = warnings.showwarning
+    argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "sb2.npz", "--timesteps", "10", "--eval-freq", "10"]
+    assert run(*argv, "--eval-episodes", "1", "--pretrain-steps", "5", "--output-dir", "run") == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert any("sb2.npz" in line and "Stable-Baselines2" in line for line in lines)
+    assert lines and all(line.startswith("sb3-dqfd: warning: ") for line in lines), lines
+    assert warnings.showwarning is showwarning  # restored: library users and tests see warnings as before
+
+
+def test_every_option_has_help():
+    parser = build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        if name == "tune":
+            continue  # defined in sb3_dqfd/zoo/command.py
+        for action in command._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"sb3-dqfd {name} {action.option_strings or action.dest} has no help"
+    train_help = commands.choices["train"].format_help()
+    assert "Minari" in train_help and "expert:N" in train_help

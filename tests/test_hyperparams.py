@@ -8,6 +8,7 @@ from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_dqfd import DQfD, TransformerA2C, record_demonstrations, shipped_hyperparameters
 from sb3_dqfd.common.hyperparams import RUN_KEYS, load_hyperparameters, parse_hyperparameter
+from sb3_dqfd.zoo.registration import ZOO_KEYS
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -101,3 +102,40 @@ def test_parse_hyperparameter_reads_values_as_the_yaml_files():
         parse_hyperparameter("learning_rate", "lin_fast", "--set")
     with pytest.raises(ValueError, match=r"--set: policy_kwargs.*only literal values"):
         parse_hyperparameter("policy_kwargs", "dict(activation_fn=nn.ReLU)", "--set")
+
+
+def test_other_keys_are_read_only_when_asked(tmp_path):
+    path = write(
+        tmp_path,
+        """
+CartPole-v1:
+  n_envs: 4
+  normalize: "dict(norm_obs=True, norm_reward=False)"
+  env_kwargs: "dict(sutton_barto_reward=True)"
+  frame_stack: 4
+  env_wrapper: [{gymnasium.wrappers.TimeLimit: {max_episode_steps: 10}}]
+""",
+    )
+    params = load_hyperparameters(path, "CartPole-v1", DQN, extra_keys=ZOO_KEYS)
+    assert params == {
+        "n_envs": 4,
+        "normalize": {"norm_obs": True, "norm_reward": False},
+        "env_kwargs": {"sutton_barto_reward": True},
+        "frame_stack": 4,
+        "env_wrapper": [{"gymnasium.wrappers.TimeLimit": {"max_episode_steps": 10}}],
+    }
+    # By default, as before: constructor arguments and run keys only
+    with pytest.raises(ValueError, match=r"unknown hyperparameters for DQN.*\['env_kwargs', 'env_wrapper', 'frame_stack', 'n"):
+        load_hyperparameters(path, "CartPole-v1", DQN)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (True, True),
+        ("dict(norm_obs=True, norm_reward=False)", {"norm_obs": True, "norm_reward": False}),
+        ("{'norm_obs': False, 'clip_obs': 5.0}", {"norm_obs": False, "clip_obs": 5.0}),  # both of rl-zoo3's string forms
+    ],
+)
+def test_normalize_is_read_as_rl_zoo3_writes_it(value, expected):
+    assert parse_hyperparameter("normalize", value, "--set") == expected

@@ -3,6 +3,7 @@
 import ast
 import difflib
 import inspect
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
 
 def _parse_dict_call(text: str, where: str) -> dict[str, Any]:
     """
-    Parse rl-zoo3's ``"dict(net_arch=[64, 64])"`` strings safely: only a ``dict(...)`` call with literal values.
+    Parse rl-zoo3's ``"dict(net_arch=[64, 64])"`` (and ``"{'norm_obs': True}"``) strings safely: only a ``dict(...)``
+    call or a ``{...}`` display, with literal values.
 
     :param text: the string from the YAML file
     :param where: where the string comes from, for error messages
@@ -29,20 +31,23 @@ def _parse_dict_call(text: str, where: str) -> dict[str, Any]:
         node = ast.parse(text, mode="eval").body
     except SyntaxError as error:
         raise ValueError(f"{where}: cannot parse {text!r} ({error.msg})") from None
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args):
-        raise ValueError(f"{where}: expected a mapping or a string 'dict(key=value, ...)', got {text!r}")
     try:
-        return {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords if keyword.arg is not None}
+        if isinstance(node, ast.Dict):
+            return ast.literal_eval(node)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+            return {keyword.arg: ast.literal_eval(keyword.value) for keyword in node.keywords if keyword.arg is not None}
     except ValueError:
         raise ValueError(
             f"{where}: only literal values (numbers, strings, lists, dicts) are allowed in {text!r}; "
             "classes such as nn.ReLU are not evaluated for safety: use their names in a policy that accepts them"
         ) from None
+    raise ValueError(f"{where}: expected a mapping or a string 'dict(key=value, ...)' or '{{key: value, ...}}', got {text!r}")
 
 
 def parse_hyperparameter(key: str, value: Any, where: str) -> Any:
     """
-    Turn rl-zoo3's string conventions into Python values: ``lin_<x>`` linear schedules and ``dict(...)`` kwargs.
+    Turn rl-zoo3's string conventions into Python values: ``lin_<x>`` linear schedules, and ``dict(...)`` strings for
+    ``*_kwargs`` and ``normalize`` (VecNormalize's arguments).
 
     :param key: the hyperparameter name
     :param value: its raw YAML value
@@ -54,7 +59,7 @@ def parse_hyperparameter(key: str, value: Any, where: str) -> Any:
             return LinearSchedule(float(value[4:]), 0.0, 1.0)
         except ValueError:
             raise ValueError(f"{where}: {key}={value!r} is not a linear schedule 'lin_<number>'") from None
-    if key.endswith("kwargs") and isinstance(value, str):
+    if (key.endswith("kwargs") or key == "normalize") and isinstance(value, str):
         return _parse_dict_call(value, f"{where}: {key}")
     return value
 
@@ -69,7 +74,9 @@ def constructor_keys(algorithm_class: type[BaseAlgorithm]) -> set[str]:
     return {name for name in parameters if not name.startswith("_")} - {"self", "env"}
 
 
-def load_hyperparameters(path: str | Path, env_id: str, algorithm_class: type[BaseAlgorithm]) -> dict[str, Any]:
+def load_hyperparameters(
+    path: str | Path, env_id: str, algorithm_class: type[BaseAlgorithm], extra_keys: Iterable[str] = ()
+) -> dict[str, Any]:
     """
     Read the entry for ``env_id`` from an rl-zoo3 style YAML file (``{env_id: {hyperparameter: value}}``).
 
@@ -79,7 +86,10 @@ def load_hyperparameters(path: str | Path, env_id: str, algorithm_class: type[Ba
     :param path: the YAML file
     :param env_id: the environment id whose entry to read
     :param algorithm_class: the algorithm the hyperparameters are for (its constructor defines the known keys)
-    :return: the hyperparameters, including the run keys ``n_timesteps``, ``n_envs`` and ``policy`` when given
+    :param extra_keys: other keys the entry may hold, for a caller that handles them, e.g. the keys rl-zoo3 builds
+        the environment from (:data:`sb3_dqfd.zoo.registration.ZOO_KEYS`: ``normalize``, ``env_wrapper``, ...)
+    :return: the hyperparameters, including the run keys ``n_timesteps``, ``n_envs`` and ``policy`` and the
+        ``extra_keys`` when given
     """
     path = Path(path)
     if not path.is_file():
@@ -94,7 +104,7 @@ def load_hyperparameters(path: str | Path, env_id: str, algorithm_class: type[Ba
     entry = content[env_id]
     if not isinstance(entry, dict):
         raise ValueError(f"{path}: the entry for {env_id!r} must be a mapping of hyperparameters, got {type(entry).__name__}")
-    known_keys = constructor_keys(algorithm_class) | set(RUN_KEYS)
+    known_keys = constructor_keys(algorithm_class) | set(RUN_KEYS) | set(extra_keys)
     unknown = sorted(set(entry) - known_keys)
     if unknown:
         guesses = {key: difflib.get_close_matches(key, sorted(known_keys), n=1) for key in unknown}
