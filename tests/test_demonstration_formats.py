@@ -11,6 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from demonstration_helpers import assert_same_episodes
 from gymnasium import spaces
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,15 +27,6 @@ from sb3_dqfd.common.demonstrations import (
     record_demonstrations,
     save_demonstrations,
 )
-
-
-def assert_same_episodes(first: Demonstrations | list[Episode], second: Demonstrations | list[Episode]) -> None:
-    assert len(first) == len(second)
-    for a, b in zip(first, second, strict=True):
-        for name in ("observations", "actions", "rewards"):
-            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
-            assert getattr(a, name).dtype == getattr(b, name).dtype, name
-        assert (a.terminated, a.truncated) == (b.terminated, b.truncated)
 
 
 @pytest.fixture(scope="module")

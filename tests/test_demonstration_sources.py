@@ -6,24 +6,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from demonstration_helpers import assert_same_episodes, episode_lists
 from gymnasium import spaces
 from gymnasium.envs.classic_control import CartPoleEnv
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_dqfd import DQfD
 from sb3_dqfd.common.demonstrations import Demonstrations, Episode, load_demonstrations, record_demonstrations
-
-
-def assert_same_episodes(first: Demonstrations | list[Episode], second: Demonstrations | list[Episode]) -> None:
-    assert len(first) == len(second)
-    for a, b in zip(first, second, strict=True):
-        for name in ("observations", "actions", "rewards"):
-            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
-            assert getattr(a, name).dtype == getattr(b, name).dtype, name
-        assert (a.terminated, a.truncated) == (b.terminated, b.truncated)
 
 
 def without_final_observation(episode: Episode) -> Episode:
@@ -116,26 +107,8 @@ def test_d4rl_without_any_episode_left(cartpole_demos):
         load_demonstrations(data)
 
 
-@st.composite
-def episode_lists(draw) -> list[Episode]:
-    episodes = []
-    for _ in range(draw(st.integers(1, 4))):
-        n_steps = draw(st.integers(1, 6))
-        terminated = draw(st.booleans())
-        episodes.append(
-            Episode(
-                draw(arrays(np.float32, (n_steps + 1, 3), elements=st.floats(-5, 5, width=32))),
-                draw(arrays(np.int64, (n_steps,), elements=st.integers(0, 3))),
-                draw(arrays(np.float64, (n_steps,), elements=st.floats(-10, 10))),
-                terminated,
-                not terminated,  # D4RL flags every end but the last (a recording cut short is an unflagged end)
-            )
-        )
-    return episodes
-
-
 @settings(max_examples=30, deadline=None)
-@given(episodes=episode_lists(), unflagged_end=st.booleans())
+@given(episodes=episode_lists(obs_dim=3, n_actions=4, every_end_flagged=True), unflagged_end=st.booleans())
 def test_d4rl_split_matches_the_episodes(episodes, unflagged_end):
     data = to_d4rl(episodes)
     if unflagged_end and episodes[-1].truncated:

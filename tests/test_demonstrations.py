@@ -3,10 +3,9 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from demonstration_helpers import episode_lists
 from gymnasium import spaces
 from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -158,24 +157,6 @@ def test_validate_accepts_fitting_spaces():
     multi.validate(spaces.Box(-1, 1, (4,)), spaces.MultiDiscrete([2, 3]))
     binary = Demonstrations([Episode(np.zeros((2, 4)), [[True, False, True]], [0.0], True, False)])
     binary.validate(spaces.Box(-1, 1, (4,)), spaces.MultiBinary(3))
-
-
-@st.composite
-def episode_lists(draw) -> list[Episode]:
-    episodes = []
-    for _ in range(draw(st.integers(1, 4))):
-        n_steps = draw(st.integers(1, 6))
-        terminated = draw(st.booleans())
-        episodes.append(
-            Episode(
-                draw(arrays(np.float32, (n_steps + 1, 2), elements=st.floats(-5, 5, width=32))),
-                draw(arrays(np.int64, (n_steps,), elements=st.integers(0, 2))),
-                draw(arrays(np.float64, (n_steps,), elements=st.floats(-10, 10))),
-                terminated,
-                not terminated and draw(st.booleans()),
-            )
-        )
-    return episodes
 
 
 @settings(max_examples=40, deadline=None)
