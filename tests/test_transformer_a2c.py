@@ -268,6 +268,7 @@ def test_timeouts_bootstrap_with_the_old_window():
         (spaces.MultiBinary(2), {}),
         (spaces.Box(-1, 1, (2,), dtype=np.float32), {}),
         (spaces.Box(-1, 1, (2,), dtype=np.float32), dict(state_dependent_std=True)),
+        (spaces.Box(-1, 1, (2, 2), dtype=np.float32), {}),  # clipped in the space's shape (was a broadcast error)
     ],
 )
 def test_learn_predict_evaluate_save_load(tmp_path, action_space, policy_kwargs):
@@ -291,6 +292,13 @@ def test_learn_predict_evaluate_save_load(tmp_path, action_space, policy_kwargs)
     assert loaded.policy.value_std.item() == model.policy.value_std.item() != 1.0
     assert loaded.policy.obs_count.item() == model.policy.obs_count.item() > 0
     th.testing.assert_close(loaded.policy.obs_mean, model.policy.obs_mean)
+    # The policy alone, as SB3's policy.save() / Policy.load() do it (failed on normalize_images)
+    model.policy.save(tmp_path / "policy.pth")
+    policy = type(model.policy).load(tmp_path / "policy.pth")
+    np.testing.assert_array_equal(
+        policy.predict(observations[0], deterministic=True)[0], model.policy.predict(observations[0], deterministic=True)[0]
+    )
+    assert policy.optimizer_kwargs == model.policy.optimizer_kwargs
 
 
 def test_single_observation_predict():

@@ -312,9 +312,14 @@ class TransformerActorCriticPolicy(BasePolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
+        # BaseModel adds normalize_images, which this policy does not take (flat observations only): policy.save()
+        # followed by load() failed on it
+        del data["normalize_images"]
         data.update(
             dict(
                 lr_schedule=self._dummy_schedule,
+                optimizer_class=self.optimizer_class,
+                optimizer_kwargs=self.optimizer_kwargs,
                 context_len=self.context_len,
                 d_model=self.d_model,
                 n_heads=self.n_heads,

@@ -215,7 +215,9 @@ class TransformerA2C(OnPolicyAlgorithm):
             actions = actions_tensor.cpu().numpy()
             clipped_actions = actions
             if isinstance(self.action_space, spaces.Box):
-                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+                # Sampled actions are flat per env: shape them as the space before clipping to its bounds
+                env_shaped = actions.reshape((-1, *self.action_space.shape))
+                clipped_actions = np.clip(env_shaped, self.action_space.low, self.action_space.high)
 
             new_obs, rewards, dones, infos = env.step(clipped_actions)
             self.num_timesteps += env.num_envs
