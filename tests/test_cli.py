@@ -329,3 +329,13 @@ def test_every_option_has_help():
                 assert action.help, f"sb3-dqfd {name} {action.option_strings or action.dest} has no help"
     train_help = commands.choices["train"].format_help()
     assert "Minari" in train_help and "expert:N" in train_help
+
+
+def test_tensorboard_runs_of_two_trainings_go_to_two_folders(tmp_path):
+    hyperparams = tmp_path / "dqfd.yml"
+    hyperparams.write_text("CartPole-v1:\n  pretrain_steps: 10\n  policy_kwargs: 'dict(net_arch=[8])'\n")
+    argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--hyperparams", str(hyperparams)]
+    argv += ["--timesteps", "50", "--eval-freq", "50", "--eval-episodes", "1", "--tensorboard-log", str(tmp_path / "tb")]
+    for run_index in range(2):
+        assert run(*argv, "--output-dir", str(tmp_path / f"run{run_index}")) == 0
+    assert sorted(path.name for path in (tmp_path / "tb").iterdir()) == ["DQfD_1", "DQfD_2"]

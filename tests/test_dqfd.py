@@ -256,6 +256,24 @@ def test_each_loss_term_is_logged_and_pretraining_has_its_own_curve(demos):
     assert not any(key.startswith("pretrain/") for key in logged)  # no second pre-training
 
 
+def test_logged_values_are_means_over_the_steps_that_had_them(demos):
+    model = small_model("CartPole-v1", demos)
+    writer = RecordingWriter()
+    model.set_logger(Logger(folder=None, output_formats=[writer]))
+    nan = float("nan")
+    model._record(
+        [
+            {"loss": 1.0, "priority_agent": nan, "priority_demo": nan},
+            {"loss": 2.0, "priority_agent": 4.0, "priority_demo": nan},
+        ]
+    )
+    model.logger.dump(step=0)
+    logged = writer.dumps[-1][1]
+    assert logged["train/loss"] == 1.5
+    assert logged["train/priority_agent"] == 4.0  # the step without agent rows does not count
+    assert "train/priority_demo" not in logged  # no step had demonstration rows
+
+
 def test_epsilon_after_pretrain(demos):
     model = small_model("CartPole-v1", demos)
     model.pretrain(5)

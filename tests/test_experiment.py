@@ -3,6 +3,8 @@
 import json
 import time
 
+import gymnasium as gym
+import numpy as np
 import pytest
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
@@ -45,6 +47,75 @@ def test_summarize_medians_over_seeds():
     assert format_table([untrained], 475).endswith("| 500.0 | - | - |")
 
 
+def timed_curve(label, seed, returns, seconds):
+    run = curve(label, seed, returns)
+    run.train_seconds_at = list(seconds)
+    return run
+
+
+def test_seconds_to_threshold():
+    run = timed_curve("A", 0, [10, 480, 500], [2.0, 7.5, 12.0])
+    assert run.timed
+    assert run.seconds_to_threshold(475) == 7.5
+    assert run.seconds_to_threshold(10) == 2.0
+    assert run.seconds_to_threshold(501) is None
+    untimed = curve("A", 0, [10, 480])  # built by hand, or loaded from a JSON file older than the field
+    assert not untimed.timed
+    with pytest.raises(ValueError, match="no training time per evaluation"):
+        untimed.seconds_to_threshold(475)
+    assert LearningCurve(**json.loads(json.dumps({"label": "old", "seed": 0, "timesteps": [0]}))).train_seconds_at == []
+
+
+def test_summarize_median_seconds_counts_unreached_seeds_as_slowest():
+    fast, slow = timed_curve("A", 0, [0, 500], [1.0, 4.0]), timed_curve("A", 1, [0, 0, 500], [1.0, 5.0, 9.0])
+    never = timed_curve("A", 2, [0, 0], [1.0, 30.0])
+    rows = summarize([fast, slow, never], 475)
+    assert rows[0]["median_seconds_to_threshold"] == 9.0  # sorted 4, 9, never: the median seed took 9 s
+    assert rows[0]["median_steps_to_threshold"] == 1500  # the steps column keeps the median of the seeds that reached
+    assert summarize([fast, never, timed_curve("A", 3, [0], [1.0])], 475)[0]["median_seconds_to_threshold"] is None
+    assert summarize([fast, curve("A", 1, [0, 500])], 475)[0]["median_seconds_to_threshold"] is None  # one untimed
+    assert "median_seconds_to_threshold" in summarize([fast], None)[0]
+    header, _, row = format_table(rows, 475).splitlines()
+    assert "median train seconds to 475" in header
+    assert row.startswith("| A | 3 | 2/3 | 1,500 | 9.0 | 33% |")
+    old_row = {key: value for key, value in rows[0].items() if key != "median_seconds_to_threshold"}
+    assert "| 1,500 | - |" in format_table([old_row], 475)  # rows of JSON files written before the column
+
+
+class ImprovingEnv(gym.Env):
+    """One-step episodes whose reward is the number of resets so far: every evaluation scores more than the last."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.resets = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.resets += 1
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), float(self.resets), True, False, {}
+
+
+def test_train_with_curve_times_each_evaluation_and_can_stop_at_the_threshold():
+    model = DQN("MlpPolicy", ImprovingEnv(), learning_starts=10, seed=0)
+    eval_env = make_vec_env(ImprovingEnv, n_envs=1)
+    run = train_with_curve(
+        model, "DQN", 0, 600, eval_env, 100, 1, before_learning=lambda: time.sleep(0.2), stop_at_threshold=-1.0
+    )
+    assert run.timesteps == [0] and model.num_timesteps == 0  # reached at the first evaluation: no learning at all
+    assert run.train_seconds_at[0] >= 0.2  # before_learning (pre-training) counts as training time
+    assert run.seconds_to_threshold(-1.0) == run.train_seconds_at[0]
+    model = DQN("MlpPolicy", ImprovingEnv(), learning_starts=10, seed=0)
+    run = train_with_curve(model, "DQN", 0, 600, make_vec_env(ImprovingEnv, n_envs=1), 100, 1, stop_at_threshold=4.0)
+    # Evaluation returns 1, 3, 5 (each evaluation resets twice): learning stops at the third, at 200 of 600 steps
+    assert run.mean_returns == [1.0, 3.0, 5.0] and run.timesteps == [0, 100, 200] and model.num_timesteps == 200
+    assert run.timed and run.seconds_to_threshold(4.0) == run.train_seconds_at[2] > run.train_seconds_at[1]
+
+
 def test_format_table_without_threshold_leaves_the_threshold_columns_out():
     rows = summarize([curve("A", 0, [10, 20])], None)
     header, _, row = format_table(rows, None).splitlines()
@@ -61,6 +132,8 @@ def test_train_with_curve_plot_and_json(tmp_path):
     assert run.timesteps == [0, 250, 500, 600]
     assert len(run.mean_returns) == 4 and all(value > 0 for value in run.mean_returns)
     assert run.train_seconds > 0 and run.eval_seconds > 0
+    assert run.timed and run.train_seconds_at == sorted(run.train_seconds_at)
+    assert 0 <= run.train_seconds_at[0] < run.train_seconds_at[-1] <= run.train_seconds
     plot_curves([run, run], tmp_path / "curve.png", "test", threshold=475)
     assert (tmp_path / "curve.png").stat().st_size > 1000
     save_results(tmp_path / "results.json", [run], {"command": "test"})

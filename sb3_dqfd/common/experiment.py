@@ -74,6 +74,9 @@ class LearningCurve:
     :param std_returns: standard deviation of those returns
     :param train_seconds: wall time spent training, evaluation excluded
     :param eval_seconds: wall time spent evaluating
+    :param train_seconds_at: at each evaluation, the wall time spent training since the run started, evaluation
+        excluded (with :func:`train_with_curve`: from before ``before_learning``, so DQfD's pre-training counts).
+        Empty for curves that were not timed (e.g. built by hand, or saved before this field existed)
     """
 
     label: str
@@ -83,6 +86,12 @@ class LearningCurve:
     std_returns: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    train_seconds_at: list[float] = field(default_factory=list)
+
+    @property
+    def timed(self) -> bool:
+        """Whether every evaluation has its cumulative training time (:attr:`train_seconds_at`)."""
+        return len(self.train_seconds_at) == len(self.timesteps) > 0
 
     def steps_to_threshold(self, threshold: float) -> int | None:
         """
@@ -90,6 +99,23 @@ class LearningCurve:
         :return: the first evaluated step whose mean return reaches ``threshold``, None if none does
         """
         reached = [step for step, value in zip(self.timesteps, self.mean_returns, strict=True) if value >= threshold]
+        return reached[0] if reached else None
+
+    def seconds_to_threshold(self, threshold: float) -> float | None:
+        """
+        :param threshold: the return to reach
+        :return: the training wall time (evaluation excluded) until the first evaluation whose mean return reaches
+            ``threshold``, None if none does
+        :raises ValueError: if the curve has no per-evaluation times (:attr:`timed` is False)
+        """
+        if not self.timed:
+            raise ValueError(
+                f"LearningCurve {self.label!r} seed {self.seed}: no training time per evaluation (train_seconds_at has "
+                f"{len(self.train_seconds_at)} values for {len(self.timesteps)} evaluations)"
+            )
+        reached = [
+            seconds for seconds, value in zip(self.train_seconds_at, self.mean_returns, strict=True) if value >= threshold
+        ]
         return reached[0] if reached else None
 
     def share_at_or_above(self, threshold: float) -> float:
@@ -112,10 +138,20 @@ class CurveCallback(BaseCallback):
     :param eval_freq: evaluate every this many environment steps
     :param n_eval_episodes: episodes per evaluation
     :param deterministic: evaluate the greedy policy
+    :param clock_start: ``time.perf_counter()`` when the run started: each evaluation then records the training time
+        since, evaluation excluded, in ``curve.train_seconds_at`` (None: not recorded)
+    :param stop_at_threshold: stop learning at the first evaluation whose mean return reaches this (None: never)
     """
 
     def __init__(
-        self, curve: LearningCurve, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int, deterministic: bool = True
+        self,
+        curve: LearningCurve,
+        eval_env: VecEnv,
+        eval_freq: int,
+        n_eval_episodes: int,
+        deterministic: bool = True,
+        clock_start: float | None = None,
+        stop_at_threshold: float | None = None,
     ) -> None:
         super().__init__()
         self.curve = curve
@@ -123,6 +159,8 @@ class CurveCallback(BaseCallback):
         self.eval_freq = eval_freq
         self.n_eval_episodes = n_eval_episodes
         self.deterministic = deterministic
+        self.clock_start = clock_start
+        self.stop_at_threshold = stop_at_threshold
         self._next_eval = 0
 
     def _on_training_start(self) -> None:
@@ -131,12 +169,21 @@ class CurveCallback(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next_eval:
             self._next_eval += self.eval_freq
-            record_evaluation(self.model, self.curve, self.eval_env, self.n_eval_episodes, self.deterministic)
+            record_evaluation(
+                self.model, self.curve, self.eval_env, self.n_eval_episodes, self.deterministic, self.clock_start
+            )
+            if self.stop_at_threshold is not None and self.curve.mean_returns[-1] >= self.stop_at_threshold:
+                return False
         return True
 
 
 def record_evaluation(
-    model: BaseAlgorithm, curve: LearningCurve, eval_env: VecEnv, n_eval_episodes: int, deterministic: bool = True
+    model: BaseAlgorithm,
+    curve: LearningCurve,
+    eval_env: VecEnv,
+    n_eval_episodes: int,
+    deterministic: bool = True,
+    clock_start: float | None = None,
 ) -> None:
     """
     Evaluate ``model`` now and append the result to ``curve``.
@@ -146,8 +193,12 @@ def record_evaluation(
     :param eval_env: the environment to evaluate on
     :param n_eval_episodes: number of episodes
     :param deterministic: evaluate the greedy policy
+    :param clock_start: ``time.perf_counter()`` when the run started: append the training time since then, minus the
+        evaluation time recorded in ``curve.eval_seconds``, to ``curve.train_seconds_at`` (None: not recorded)
     """
     start = time.perf_counter()
+    if clock_start is not None:
+        curve.train_seconds_at.append(start - clock_start - curve.eval_seconds)
     episode_returns, _ = evaluate_policy(
         model, eval_env, n_eval_episodes=n_eval_episodes, deterministic=deterministic, return_episode_rewards=True
     )
@@ -168,9 +219,14 @@ def train_with_curve(
     progress_bar: bool = False,
     before_learning: Callable[[], None] | None = None,
     extra_callback: BaseCallback | None = None,
+    stop_at_threshold: float | None = None,
 ) -> LearningCurve:
     """
     Train ``model`` for ``total_timesteps`` environment steps and evaluate it before learning and every ``eval_freq``.
+
+    Each evaluation also records the training wall time so far (``curve.train_seconds_at``), counted from before
+    ``before_learning`` and with evaluation time excluded: :meth:`LearningCurve.seconds_to_threshold` is the time a
+    user waits for a policy that reaches a return, pre-training included.
 
     :param model: the model to train
     :param label: name of the method in tables and plots
@@ -182,6 +238,9 @@ def train_with_curve(
     :param progress_bar: show a progress bar while learning
     :param before_learning: run before the first evaluation (e.g. DQfD pre-training); its time counts as training time
     :param extra_callback: another callback to run during learning (e.g. a checkpoint)
+    :param stop_at_threshold: stop at the first evaluation whose mean return reaches this (None: train the whole
+        budget). Schedules still stretch over ``total_timesteps``, so the curve up to that evaluation is the one of
+        a full run: enough for the steps and seconds to the threshold, at a fraction of the cost
     :return: the learning curve
     """
     if eval_freq < 1 or n_eval_episodes < 1:
@@ -190,21 +249,30 @@ def train_with_curve(
     start = time.perf_counter()
     if before_learning is not None:
         before_learning()
-    record_evaluation(model, curve, eval_env, n_eval_episodes)
-    callbacks: list[BaseCallback] = [CurveCallback(curve, eval_env, eval_freq, n_eval_episodes)]
+    record_evaluation(model, curve, eval_env, n_eval_episodes, clock_start=start)
+    callbacks: list[BaseCallback] = [
+        CurveCallback(curve, eval_env, eval_freq, n_eval_episodes, clock_start=start, stop_at_threshold=stop_at_threshold)
+    ]
     if extra_callback is not None:
         callbacks.append(extra_callback)
-    if total_timesteps > 0:
-        model.learn(total_timesteps, callback=callbacks, progress_bar=progress_bar, reset_num_timesteps=False)
+    reached = stop_at_threshold is not None and curve.mean_returns[-1] >= stop_at_threshold
+    if total_timesteps > 0 and not reached:
+        # A fresh model starts a new logger run (tb_log_name_1, _2, ...); a trained one continues its own
+        model.learn(
+            total_timesteps, callback=callbacks, progress_bar=progress_bar, reset_num_timesteps=model.num_timesteps == 0
+        )
     if curve.timesteps[-1] != model.num_timesteps:
-        record_evaluation(model, curve, eval_env, n_eval_episodes)
+        record_evaluation(model, curve, eval_env, n_eval_episodes, clock_start=start)
     curve.train_seconds = time.perf_counter() - start - curve.eval_seconds
     return curve
 
 
 def summarize(curves: Sequence[LearningCurve], threshold: float | None) -> list[dict[str, Any]]:
     """
-    One row per method: medians over seeds of steps to threshold, final return and training time.
+    One row per method: medians over seeds of steps and seconds to threshold, final return and training time.
+
+    The median seconds to threshold counts a seed that never reached it as infinitely slow (so it is None when fewer
+    than half of the seeds reached it), and needs every run to be timed per evaluation (None otherwise).
 
     :param curves: the curves of all methods and seeds
     :param threshold: the return that counts as solved (None: not reported)
@@ -216,12 +284,18 @@ def summarize(curves: Sequence[LearningCurve], threshold: float | None) -> list[
         trained = all(run.train_seconds > 0 for run in runs)
         steps = [run.steps_to_threshold(threshold) for run in runs] if threshold is not None else []
         reached = [step for step in steps if step is not None]
+        timed = threshold is not None and all(run.timed for run in runs)
+        seconds = [run.seconds_to_threshold(threshold) for run in runs] if timed and threshold is not None else []
+        median_seconds = float(np.median([np.inf if value is None else value for value in seconds])) if seconds else None
         rows.append(
             {
                 "method": label,
                 "seeds": len(runs),
                 "reached": f"{len(reached)}/{len(runs)}" if threshold is not None else "-",
                 "median_steps_to_threshold": float(np.median(reached)) if len(reached) * 2 > len(runs) else None,
+                "median_seconds_to_threshold": (
+                    median_seconds if median_seconds is not None and np.isfinite(median_seconds) else None
+                ),
                 "median_final_return": float(np.median([run.mean_returns[-1] for run in runs])),
                 "median_share_at_threshold": (
                     float(np.median([run.share_at_or_above(threshold) for run in runs])) if threshold is not None else None
@@ -254,6 +328,7 @@ def format_table(rows: Sequence[dict[str, Any]], threshold: float | None) -> str
         columns += [
             (f"reached {threshold}", lambda row: str(row["reached"])),
             (f"median steps to {threshold}", lambda row: fmt(row["median_steps_to_threshold"], "{:,.0f}")),
+            (f"median train seconds to {threshold}", lambda row: fmt(row.get("median_seconds_to_threshold"), "{:.1f}")),
             (f"median share of evals >= {threshold}", lambda row: fmt(row["median_share_at_threshold"], "{:.0%}")),
         ]
     columns += [
