@@ -19,6 +19,7 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
+from stable_baselines3.common.vec_env import VecTransposeImage
 from stable_baselines3.dqn.dqn import DQN
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -159,6 +160,15 @@ def dqfd_losses(
         "margin": (weights * margin_loss).mean(),
         "td_errors": (td_target - q_taken).detach().reshape(-1),
     }
+
+
+def _transposed(demonstrations: Demonstrations, env: VecTransposeImage) -> Demonstrations:
+    """The demonstrations with the channel-last to channel-first transpose ``env`` applies to every observation."""
+    episodes = [
+        dataclasses.replace(episode, observations=VecTransposeImage.transpose_image(episode.observations))  # [T+1, C, H, W]
+        for episode in demonstrations
+    ]
+    return Demonstrations(episodes, env.observation_space, env.action_space)
 
 
 def _same_demonstrations(first: Demonstrations, second: Demonstrations) -> bool:
@@ -404,8 +414,7 @@ class DQfD(DQN):
         self.demonstrations = None
         if has_demonstrations:
             # expert:N records with the model's seed, so seeds of a benchmark learn from different episodes
-            self.demonstrations = load_demonstrations(demonstrations, env=self.env, seed=seed or 0)
-            self._check_demonstrations(self.demonstrations)
+            self.demonstrations = self._load_demonstrations(demonstrations)
         elif _init_setup_model:
             warnings.warn(
                 "DQfD got no demonstrations: it runs as prioritized dueling double n-step DQN. "
@@ -631,11 +640,26 @@ class DQfD(DQN):
         self._ensure_demonstrations_in_buffer()
 
     def _load_demonstrations(self, source: Any) -> Demonstrations:
-        """:func:`load_demonstrations` against the env (or the model's spaces without one), then the DQfD checks."""
-        if self.env is not None:
-            demonstrations = load_demonstrations(source, env=self.env, seed=self.seed or 0)
+        """
+        :func:`load_demonstrations` against the env (or the model's spaces without one), then the DQfD checks.
+
+        ``expert:N`` recordings use the model's seed. When SB3 wrapped a channel-last image env in
+        ``VecTransposeImage`` (channel-first for the CNN), demonstrations in the env's own layout get the same transpose
+        here, once; demonstrations already channel-first are taken as they are.
+        """
+        seed = self.seed or 0
+        if isinstance(self.env, VecTransposeImage):
+            try:
+                demonstrations = _transposed(load_demonstrations(source, env=self.env.venv, seed=seed), self.env)
+            except ValueError as own_layout_error:
+                try:
+                    demonstrations = load_demonstrations(source, env=self.env, seed=seed)
+                except ValueError:
+                    raise own_layout_error from None
+        elif self.env is not None:
+            demonstrations = load_demonstrations(source, env=self.env, seed=seed)
         else:
-            episodes = load_demonstrations(source, seed=self.seed or 0).episodes
+            episodes = load_demonstrations(source, seed=seed).episodes
             demonstrations = Demonstrations(episodes, self.observation_space, self.action_space)
         self._check_demonstrations(demonstrations)
         return demonstrations
