@@ -19,7 +19,8 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
-from stable_baselines3.common.vec_env import VecTransposeImage
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
+from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 from stable_baselines3.dqn.dqn import DQN
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -168,6 +169,25 @@ def _transposed(demonstrations: Demonstrations, env: VecTransposeImage) -> Demon
         dataclasses.replace(episode, observations=VecTransposeImage.transpose_image(episode.observations))  # [T+1, C, H, W]
         for episode in demonstrations
     ]
+    return Demonstrations(episodes, env.observation_space, env.action_space)
+
+
+def _frame_stacked(demonstrations: Demonstrations, env: VecFrameStack) -> Demonstrations:
+    """
+    The demonstrations as ``env`` would have stacked them: each episode replayed through a fresh copy of its stacking
+    (SB3's ``StackedObservations``: zeros before the episode's first observation, the same stacking axis).
+    """
+    single_frame_space = env.venv.observation_space
+    if not isinstance(single_frame_space, spaces.Box):
+        raise ValueError(f"Demonstrations can be frame-stacked for Box observations only, the env has {single_frame_space}")
+    channels_order = "first" if env.stacked_obs.channels_first else "last"
+    episodes = []
+    for episode in demonstrations:
+        stacking = StackedObservations(1, env.stacked_obs.n_stack, single_frame_space, channels_order)
+        stacked = [stacking.reset(episode.observations[:1])[0]]
+        for observation in episode.observations[1:]:
+            stacked.append(stacking.update(observation[None], np.zeros(1, dtype=bool), [{}])[0][0])
+        episodes.append(dataclasses.replace(episode, observations=np.stack(stacked)))  # [T+1, *stacked_shape]
     return Demonstrations(episodes, env.observation_space, env.action_space)
 
 
@@ -647,22 +667,43 @@ class DQfD(DQN):
         ``VecTransposeImage`` (channel-first for the CNN), demonstrations in the env's own layout get the same transpose
         here, once; demonstrations already channel-first are taken as they are.
         """
-        seed = self.seed or 0
-        if isinstance(self.env, VecTransposeImage):
-            try:
-                demonstrations = _transposed(load_demonstrations(source, env=self.env.venv, seed=seed), self.env)
-            except ValueError as own_layout_error:
-                try:
-                    demonstrations = load_demonstrations(source, env=self.env, seed=seed)
-                except ValueError:
-                    raise own_layout_error from None
-        elif self.env is not None:
-            demonstrations = load_demonstrations(source, env=self.env, seed=seed)
-        else:
-            episodes = load_demonstrations(source, seed=seed).episodes
+        if self.env is None:
+            episodes = load_demonstrations(source, seed=self.seed or 0).episodes
             demonstrations = Demonstrations(episodes, self.observation_space, self.action_space)
+        else:
+            demonstrations = self._demonstrations_as_the_agent_sees_them(source, self.env)
         self._check_demonstrations(demonstrations)
         return demonstrations
+
+    def _demonstrations_as_the_agent_sees_them(self, source: Any, env: VecEnv) -> Demonstrations:
+        """
+        Load demonstrations for ``env``, in its layout or in the layout of the env it wraps: SB3's channel-first
+        transpose (``VecTransposeImage``) and ``VecFrameStack``'s stacks are applied to demonstrations recorded
+        without them, as the wrapper would have (single frames are stacked with the zero padding of an episode start).
+        """
+        seed = self.seed or 0
+        try:
+            return load_demonstrations(source, env=env, seed=seed)
+        except ValueError as error:
+            if isinstance(env, VecTransposeImage):
+                try:
+                    return _transposed(self._demonstrations_as_the_agent_sees_them(source, env.venv), env)
+                except ValueError:
+                    raise ValueError(
+                        f"{error}; nor do they fit the env's own channel-last layout {env.venv.observation_space} "
+                        "(SB3 transposes it to channel-first for the CNN)"
+                    ) from None
+            if isinstance(env, VecFrameStack):
+                try:
+                    return _frame_stacked(self._demonstrations_as_the_agent_sees_them(source, env.venv), env)
+                except ValueError:
+                    raise ValueError(
+                        f"{error}. The env stacks {env.stacked_obs.n_stack} frames (VecFrameStack) and the demonstrations "
+                        "fit neither its stacked observations nor its single frames: record them through the same "
+                        "wrappers (record_demonstrations(expert, <that VecEnv>, ...), or sb3-dqfd record --hyperparams "
+                        "with the entry's frame_stack)"
+                    ) from None
+            raise
 
     @classmethod
     def load(  # type: ignore[override]
