@@ -28,7 +28,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize, VecTransposeImage
 
 from sb3_dqfd.common.demonstrations import Demonstrations, load_demonstrations, record_demonstrations, save_demonstrations
 from sb3_dqfd.common.experiment import (
@@ -258,45 +259,97 @@ def _describe(space: spaces.Space) -> str:
     return f"Box{space.shape} {space.dtype}" if isinstance(space, spaces.Box) else str(space)
 
 
-def _check_fits(expert: str, observation_space: spaces.Space, action_space: spaces.Space, env_id: str) -> None:
+def _as_sb3_models_read(space: spaces.Space) -> spaces.Space:
     """
-    Refuse an expert whose spaces are not those of ``env_id``, before recording: the recorder would only fail at the
-    first action the environment rejects, or record nonsense from observations of the wrong meaning.
+    :return: ``space`` as an SB3 model trained in it reads it: channel-last images channel-first (SB3 wraps their env
+        in ``VecTransposeImage``, and ``predict`` transposes the observations it is given)
+    """
+    if isinstance(space, spaces.Box) and is_image_space(space) and not is_image_space_channels_first(space):
+        return VecTransposeImage.transpose_space(space)
+    return space
+
+
+def _check_fits(
+    expert: str, observation_space: spaces.Space, action_space: spaces.Space, env: gym.Env | VecEnv, env_name: str
+) -> None:
+    """
+    Refuse an expert whose spaces are not those of the env it records in, before recording: the recorder would only
+    fail at the first action the environment rejects, or record nonsense from observations of the wrong meaning.
 
     :param expert: the expert, as the error names it
     :param observation_space: the observations the expert reads
     :param action_space: the actions it takes
-    :param env_id: the environment to record in
+    :param env: the environment to record in
+    :param env_name: its name, for the error
     """
-    with contextlib.closing(gym.make(env_id)) as env:
-        if env.observation_space != observation_space or env.action_space != action_space:
-            raise UsageError(
-                f"{expert} does not fit {env_id}: it reads observations {_describe(observation_space)} and takes actions "
-                f"{_describe(action_space)}, {env_id} has {_describe(env.observation_space)} and {_describe(env.action_space)}"
-            )
+    env_observations = env.observation_space
+    fits = observation_space in (env_observations, _as_sb3_models_read(env_observations))
+    if not fits or action_space != env.action_space:
+        raise UsageError(
+            f"{expert} does not fit {env_name}: it reads observations {_describe(observation_space)} and takes actions "
+            f"{_describe(action_space)}, {env_name} has {_describe(env_observations)} and {_describe(env.action_space)}"
+        )
 
 
-def _recording_expert(args: argparse.Namespace) -> Any:
-    """:return: the expert of ``record`` (a saved model or a built-in expert), checked against ``--env``"""
+def _recording_expert(args: argparse.Namespace, env: gym.Env | VecEnv, env_name: str) -> Any:
+    """:return: the expert of ``record`` (a saved model or a built-in expert), checked against the env it records in"""
     if args.model is not None:
         model, algo = load_model(args.model, args.algo)
-        _check_fits(f"the model {args.model} ({algo})", model.observation_space, model.action_space, args.env)
+        _check_fits(f"the model {args.model} ({algo})", model.observation_space, model.action_space, env, env_name)
         return model
     expert_id = args.expert or args.env
     expert = get_expert(expert_id)
-    if expert_id != args.env:  # built-in experts are functions: their environment tells what they read and take
-        with contextlib.closing(gym.make(expert_id)) as expert_env:
-            name = f"the built-in expert of {expert_id}"
-            _check_fits(name, expert_env.observation_space, expert_env.action_space, args.env)
+    # Built-in experts are functions: the environment they were written for tells what they read and take
+    with contextlib.closing(gym.make(expert_id)) as expert_env:
+        name = f"the built-in expert of {expert_id}"
+        _check_fits(name, expert_env.observation_space, expert_env.action_space, env, env_name)
     return expert
+
+
+def _recording_settings(path: str, env_id: str) -> EnvSettings:
+    """
+    :param path: the ``--hyperparams`` file
+    :param env_id: the environment whose entry to read
+    :return: how ``train dqfd --hyperparams path`` builds its environments (the entry's other keys are ignored)
+    """
+    where = f"{path} [{env_id}]"
+    # Read as train dqfd reads it (demonstrations are for DQfD): keys it does not know are refused
+    hyperparams = load_hyperparameters(path, env_id, DQfD, extra_keys=ZOO_KEYS)
+    zoo_command = f"python -m sb3_dqfd.zoo train --algo dqfd --env {env_id} --conf-file {path}"
+    # The keys that build the env; as in train, _env_settings refuses vec_env_wrapper
+    env_keys = {*ENV_KEYS, "vec_env_wrapper"}
+    settings = _env_settings({key: value for key, value in hyperparams.items() if key in env_keys}, where, zoo_command)
+    if settings.normalize_kwargs is not None:
+        raise UsageError(
+            f"{where}: normalize: record refuses VecNormalize, whose running statistics would make the stored "
+            "observations drift; record with a copy of the entry without normalize (DQfD stores demonstrations "
+            "un-normalized, and VecNormalize normalizes them when they are sampled)"
+        )
+    return settings
+
+
+def _recording_env(args: argparse.Namespace) -> tuple[gym.Env | VecEnv, str]:
+    """
+    :return: the environment ``record`` steps and its name for messages. With one env and no ``--hyperparams``,
+        ``gym.make(--env)`` (episode ``i`` reset with ``seed + i``); otherwise the training VecEnv ``train`` builds
+        from the same entry and ``--n-envs`` (seeded once: env ``i`` with ``seed + i``)
+    """
+    if args.hyperparams is None and args.n_envs == 1:
+        return gym.make(args.env), args.env
+    settings = EnvSettings() if args.hyperparams is None else _recording_settings(args.hyperparams, args.env)
+    env, eval_env = make_train_envs(args.env, args.n_envs, args.seed, settings)
+    eval_env.close()  # train's evaluation env, built alongside
+    return env, args.env if args.hyperparams is None else f"{args.env} built from {args.hyperparams}"
 
 
 def cmd_record(args: argparse.Namespace) -> None:
     """Record demonstrations from a built-in expert or a saved SB3 model and write them as ``.npz``."""
     _register_zoo_envs(args.env)
     gym.spec(args.env)  # an unknown or retired env id first (gymnasium names the current version), not "no expert"
-    expert = _recording_expert(args)
-    demos = record_demonstrations(expert, args.env, n_episodes=args.episodes, seed=args.seed, progress_bar=True)
+    env, env_name = _recording_env(args)
+    with contextlib.closing(env):
+        expert = _recording_expert(args, env, env_name)
+        demos = record_demonstrations(expert, env, n_episodes=args.episodes, seed=args.seed, progress_bar=True)
     save_demonstrations(demos, args.output)
     print(demos)
     print(f"Saved to {args.output}")
@@ -394,7 +447,8 @@ def _build_model(args: argparse.Namespace, env: VecEnv, hyperparams: dict[str, A
         spec = args.demos or hyperparams.pop("demonstrations", None)
         if spec is None:
             raise UsageError("train dqfd needs --demos (a file or expert:N), or a demonstrations path in --hyperparams")
-        hyperparams["demonstrations"] = demonstrations_from_arg(str(spec), args.env, args.seed)
+        # DQfD loads them against the env built from the entry (frame stacks, wrappers), single frames included
+        hyperparams["demonstrations"] = str(spec)
         if args.pretrain_steps is not None:
             hyperparams["pretrain_steps"] = args.pretrain_steps
     algorithm_class = ALGORITHMS[args.algo]
@@ -721,7 +775,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     record.add_argument("--episodes", type=positive_int, default=10, help="episodes to record (default: %(default)s)")
     record.add_argument(
-        "--seed", type=non_negative_int, default=0, help="seed of the first episode (the next ones: seed + 1, ...)"
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the first episode (the next ones: seed + 1, ...); in a VecEnv, env i is seeded once with seed + i",
+    )
+    record.add_argument(
+        "--n-envs",
+        type=positive_int,
+        default=1,
+        help="environments stepped at once (default: %(default)s); more than one, or --hyperparams, records in the "
+        "VecEnv train builds",
+    )
+    record.add_argument(
+        "--hyperparams",
+        help="rl-zoo3 style YAML file, as train dqfd takes it: record in the env train builds from the entry of --env "
+        "(env_kwargs, env_wrapper, frame_stack, monitor_kwargs; normalize is refused; other keys are ignored)",
     )
     record.add_argument("--output", required=True, help="the .npz file to write")
     record.set_defaults(func=cmd_record)

@@ -56,7 +56,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, SupportsFloat, overload
 
@@ -64,7 +64,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
 from sb3_dqfd.common.experts import EXPERTS, get_expert
 
@@ -405,12 +405,15 @@ def _check_bounds(values: np.ndarray, low: np.ndarray, high: np.ndarray, space: 
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _as_policy(expert: Any, deterministic: bool) -> Callable[[Any, bool], Any]:
+def _as_policy(expert: Any, deterministic: bool, vectorized: bool = False) -> Callable[[Any, Any], Any]:
     """
     Turn an expert into ``act(observation, episode_start) -> action``.
 
     :param expert: an object with ``predict`` (SB3 model), a callable ``obs -> action`` or a built-in expert's name
     :param deterministic: passed to ``predict``
+    :param vectorized: ``act`` takes a batch, one row per env: observations ``[n_envs, *obs_shape]`` and episode
+        starts ``[n_envs]``, and returns actions ``[n_envs, *action_shape]``. SB3 models predict the batch at once; a
+        callable is called once per env
     :return: the acting function
     """
     if isinstance(expert, str):
@@ -420,16 +423,18 @@ def _as_policy(expert: Any, deterministic: bool) -> Callable[[Any, bool], Any]:
         if "state" in inspect.signature(expert.predict).parameters:
             state: Any = None
 
-            def act(observation: Any, episode_start: bool) -> Any:
+            def act(observation: Any, episode_start: Any) -> Any:
                 nonlocal state
                 action, state = expert.predict(
-                    observation, state=state, episode_start=np.array([episode_start]), deterministic=deterministic
+                    observation, state=state, episode_start=np.atleast_1d(episode_start), deterministic=deterministic
                 )
                 return action
 
             return act
         return lambda observation, episode_start: expert.predict(observation, deterministic=deterministic)[0]
     if callable(expert):
+        if vectorized:
+            return lambda observations, episode_starts: np.stack([np.asarray(expert(row)) for row in observations])
         return lambda observation, episode_start: expert(observation)
     raise TypeError(
         f"expert must be an SB3 model (with .predict), a callable obs -> action or a built-in expert's name, "
@@ -437,9 +442,30 @@ def _as_policy(expert: Any, deterministic: bool) -> Callable[[Any, bool], Any]:
     )
 
 
+@contextmanager
+def _progress(n_episodes: int, show: bool) -> Iterator[Callable[[], Any]]:
+    """
+    :param n_episodes: the episodes to record
+    :param show: show a progress bar over them (tqdm + rich, as SB3's ``learn``)
+    :return: (as a context manager) the function to call once per recorded episode
+    """
+    if not show:
+        yield lambda: None
+        return
+    from tqdm import TqdmExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)
+        from tqdm.rich import tqdm
+
+        bar = tqdm(total=n_episodes, unit="episode")
+    with bar:
+        yield bar.update
+
+
 def record_demonstrations(
     expert: Any,
-    env: str | gym.Env,
+    env: str | gym.Env | VecEnv,
     n_episodes: int,
     seed: int | None = None,
     deterministic: bool = True,
@@ -453,52 +479,63 @@ def record_demonstrations(
     and truncates on the same step is recorded as terminated. Box actions are clipped to the action space before the
     step, as SB3 does in its rollouts, so the stored action is the one the environment executed.
 
-    Seeding: with ``seed`` given, episode ``i`` starts from ``env.reset(seed=seed + i)``, so each episode is
-    reproducible on its own and the first ``k`` episodes do not depend on ``n_episodes``. The expert's own
-    randomness (``deterministic=False``) is not seeded here: seed the model (``model.set_random_seed``) yourself.
+    In a VecEnv (with its wrappers: ``VecFrameStack``, ``VecTransposeImage``, ...; ``make_atari_env`` pipelines) the
+    observations, actions and rewards are recorded as its wrappers return them, so the demonstrations are what an
+    agent trained in that VecEnv sees (frame-stacked observations with the zero-filled stack of an episode start,
+    clipped Atari rewards). Every env steps at once with the expert's actions for the batch; a finished episode ends
+    on ``infos[i]["terminal_observation"]`` and is truncated when ``infos[i]["TimeLimit.truncated"]`` says so (SB3's
+    conventions, which its VecEnv wrappers keep). As SB3's ``evaluate_policy`` does, env ``i`` records the first
+    ``(n_episodes + i) // n_envs`` episodes it finishes, so that short episodes, which finish first, are not
+    over-represented; the episodes are returned env by env, each env's in the order played, and the episodes still
+    running at the end are dropped. ``VecNormalize`` is refused: its running statistics would make the stored
+    observations drift, and DQfD stores demonstrations un-normalized (``VecNormalize`` normalizes them when sampled),
+    so record in the same VecEnv without it; an expert trained with ``VecNormalize`` can be passed as
+    ``lambda obs: model.predict(vec_normalize.normalize_obs(obs), deterministic=True)[0]`` (its statistics frozen).
 
-    :param expert: an SB3 model (anything with ``.predict(obs, deterministic=...)``; recurrent models get their
-        state and ``episode_start``), a callable ``obs -> action``, or the name of a built-in expert
+    Seeding: with ``seed`` given, episode ``i`` of a single environment starts from ``env.reset(seed=seed + i)``, so
+    each episode is reproducible on its own and the first ``k`` episodes do not depend on ``n_episodes``. A VecEnv is
+    seeded once, SB3's way (``venv.seed(seed)``: env ``i`` resets with ``seed + i`` at the first reset, its next
+    episodes follow from its random state), so the recording is reproducible as a whole, but its episodes are not
+    those of a single environment with the same seed. The expert's own randomness (``deterministic=False``) is not
+    seeded here: seed the model (``model.set_random_seed``) yourself.
+
+    :param expert: an SB3 model (anything with ``.predict(obs, deterministic=...)``, given a batch of observations in
+        a VecEnv; recurrent models get their state and ``episode_start`` for every env), a callable ``obs -> action``
+        (called on one observation at a time, once per env in a VecEnv), or the name of a built-in expert
         (see :func:`sb3_dqfd.common.experts.get_expert`)
-    :param env: an environment id (made with ``gym.make`` and closed afterwards) or a single ``gymnasium.Env``
-        (left open). VecEnvs are refused: they reset on their own and hide the final observation.
+    :param env: an environment id (made with ``gym.make`` and closed afterwards), a single ``gymnasium.Env`` or an SB3
+        ``VecEnv`` of any number of envs, not ``VecNormalize``-wrapped (both left open)
     :param n_episodes: number of episodes to record, at least 1
-    :param seed: seed of the first reset (then ``seed + i``); ``None`` leaves the environment unseeded
+    :param seed: seed of the first reset (see above); ``None`` leaves the environment unseeded
     :param deterministic: passed to the model's ``predict``
     :param progress_bar: show a progress bar over episodes (tqdm + rich, as SB3's ``learn``)
-    :return: the recorded demonstrations, with the environment's spaces
+    :return: the recorded demonstrations, with the environment's spaces (a VecEnv's after its wrappers)
     """
-    if isinstance(env, VecEnv):
-        raise TypeError(
-            f"record_demonstrations takes a single environment (an id or a gymnasium.Env), got a VecEnv of {env.num_envs} "
-            "envs: VecEnvs reset automatically and keep the final observation in infos"
-        )
-    if not isinstance(env, str | gym.Env):
-        raise TypeError(f"env must be an environment id or a gymnasium.Env, got {type(env).__name__}")
+    if not isinstance(env, str | gym.Env | VecEnv):
+        raise _bad_env(env)
     if isinstance(n_episodes, bool) or not isinstance(n_episodes, int | np.integer) or n_episodes < 1:
         raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
+    if isinstance(env, VecEnv):
+        _check_recordable(env)
+        act = _as_policy(expert, deterministic, vectorized=True)
+        with _progress(n_episodes, progress_bar) as advance:
+            episodes = _record_vec_env(act, env, n_episodes, seed, advance)
+        return Demonstrations(episodes, env.observation_space, env.action_space)
     act = _as_policy(expert, deterministic)
     environment = gym.make(env) if isinstance(env, str) else env
-    episode_indices: Any = range(n_episodes)
-    if progress_bar:
-        from tqdm import TqdmExperimentalWarning
-
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)
-            from tqdm.rich import tqdm
-
-            episode_indices = tqdm(episode_indices, unit="episode")
     try:
-        episodes = [
-            _record_episode(act, environment, index, None if seed is None else seed + index) for index in episode_indices
-        ]
+        with _progress(n_episodes, progress_bar) as advance:
+            episodes = []
+            for index in range(n_episodes):
+                episodes.append(_record_episode(act, environment, index, None if seed is None else seed + index))
+                advance()
     finally:
         if isinstance(env, str):
             environment.close()
     return Demonstrations(episodes, environment.observation_space, environment.action_space)
 
 
-def _record_episode(act: Callable[[Any, bool], Any], env: gym.Env, index: int, seed: int | None) -> Episode:
+def _record_episode(act: Callable[[Any, Any], Any], env: gym.Env, index: int, seed: int | None) -> Episode:
     observation, _ = env.reset(seed=seed)
     observations: list[Any] = [observation]
     actions: list[Any] = []
@@ -519,6 +556,94 @@ def _record_episode(act: Callable[[Any, bool], Any], env: gym.Env, index: int, s
         actions.append(action)
         rewards.append(reward)
     return Episode(np.array(observations), np.array(actions), np.array(rewards), terminated, truncated and not terminated)
+
+
+def _check_recordable(venv: VecEnv) -> None:
+    """Refuse, before any step, a VecEnv whose observations :func:`record_demonstrations` cannot record."""
+    if unwrap_vec_normalize(venv) is not None:
+        raise ValueError(
+            "record_demonstrations: the VecEnv is wrapped in VecNormalize, whose running statistics would make the "
+            "stored observations drift: record in the same VecEnv without VecNormalize (DQfD stores demonstrations "
+            "un-normalized, and VecNormalize normalizes them when they are sampled)"
+        )
+    for name in ("observation", "action"):
+        space = getattr(venv, f"{name}_space")
+        if not isinstance(space, spaces.Box | spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
+            raise TypeError(
+                f"record_demonstrations: the VecEnv has a {type(space).__name__} {name} space, not supported "
+                "(only Box, Discrete, MultiDiscrete and MultiBinary)"
+            )
+
+
+def _record_vec_env(
+    act: Callable[[Any, Any], Any], venv: VecEnv, n_episodes: int, seed: int | None, advance: Callable[[], Any]
+) -> list[Episode]:
+    """
+    Step every env of ``venv`` at once until env ``i`` has finished ``(n_episodes + i) // n_envs`` episodes.
+
+    :param act: the expert, vectorized (see :func:`_as_policy`)
+    :param venv: the environments
+    :param n_episodes: number of episodes to record over all envs
+    :param seed: seed of env 0 at the first reset (env ``i``: ``seed + i``)
+    :param advance: called once per recorded episode
+    :return: the recorded episodes, env by env, each env's in the order played
+    """
+    n_envs = venv.num_envs
+    quotas = [(n_episodes + index) // n_envs for index in range(n_envs)]
+    recorded: list[list[Episode]] = [[] for _ in range(n_envs)]
+    if seed is not None:
+        venv.seed(seed)  # used at the next reset only
+    observations = np.asarray(venv.reset())  # [n_envs, *obs_shape]
+    # Each env's running episode. Observations are copied: a VecEnv may reuse its buffers (SB3's buffers copy too)
+    steps = [_Steps([np.array(observation)]) for observation in observations]
+    episode_starts = np.ones(n_envs, dtype=bool)  # [n_envs]
+    n_steps = 0
+    while any(len(episodes) < quota for episodes, quota in zip(recorded, quotas, strict=True)):
+        actions = act(observations, episode_starts)  # [n_envs, *action_shape]
+        if isinstance(venv.action_space, spaces.Box):
+            actions = np.clip(actions, venv.action_space.low, venv.action_space.high)  # as SB3's rollouts
+        try:
+            next_observations, rewards, dones, infos = venv.step(actions)
+        except AssertionError as error:  # gymnasium's classic-control envs assert that the action is valid
+            raise ValueError(f"step {n_steps}: the VecEnv rejected the expert's actions {actions!r}: {error}") from error
+        observations = np.asarray(next_observations)  # after a done: the first observation of the env's next episode
+        for index in range(n_envs):
+            steps[index].actions.append(actions[index])
+            steps[index].rewards.append(rewards[index])
+            if not dones[index]:
+                steps[index].observations.append(np.array(observations[index]))
+                continue
+            if len(recorded[index]) < quotas[index]:
+                recorded[index].append(steps[index].finish(infos[index], index))
+                advance()
+            steps[index] = _Steps([np.array(observations[index])])
+        episode_starts = dones
+        n_steps += 1
+    return [episode for episodes in recorded for episode in episodes]
+
+
+@dataclass
+class _Steps:
+    """The steps so far of one env's running episode, while a VecEnv is recorded."""
+
+    observations: list[np.ndarray]
+    actions: list[Any] = field(default_factory=list)
+    rewards: list[Any] = field(default_factory=list)
+
+    def finish(self, info: dict[str, Any], env_index: int) -> Episode:
+        """
+        :param info: the info of the episode's last step: its final observation and whether it was truncated
+        :param env_index: the env it ran in, for messages
+        :return: the finished episode
+        """
+        if "terminal_observation" not in info:
+            raise ValueError(
+                f"env {env_index} of the VecEnv ended an episode without infos[{env_index}]['terminal_observation'] "
+                "(SB3's VecEnvs and wrappers keep the final observation there)"
+            )
+        truncated = bool(info.get("TimeLimit.truncated", False))
+        observations = [*self.observations, info["terminal_observation"]]
+        return Episode(np.array(observations), np.array(self.actions), np.array(self.rewards), not truncated, truncated)
 
 
 # --------------------------------------------------------------------------------------------------------------------
