@@ -67,7 +67,6 @@ from sb3_dqfd.common.experts import get_expert
 from sb3_dqfd.common.hyperparams import HYPERPARAMS_DIR, load_hyperparameters, parse_hyperparameter, shipped_hyperparameters
 from sb3_dqfd.common.utils import flush_denormal
 from sb3_dqfd.dqfd import DQfD
-from sb3_dqfd.dqfd.dqfd import double_q_target, dqfd_losses, l2_penalty
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -223,13 +222,12 @@ STEP_PARTS = (
     "sample",
     "target forwards (no grad)",
     "online forward + losses",
-    "zero_grad + backward",
-    "L2 grad + clip + optimizer step",
+    "backward + L2 grad + clip + optimizer step",
     "priority update",
-    "step stats (.item(), is_demo, priorities, L2 value)",
+    "step stats (is_demo, priorities; losses stay tensors)",
     "train() call: record logs",
 )
-NETWORK_PARTS = STEP_PARTS[2:6]
+NETWORK_PARTS = STEP_PARTS[2:5]
 NOT_NETWORK_PARTS = tuple(part for part in STEP_PARTS if part not in NETWORK_PARTS)
 NOT_NETWORK_TARGET_MS = 1.0
 # Target of the time a user waits: DQfD's seconds to the threshold at most this share of DQN's
@@ -273,60 +271,28 @@ def breakdown_models(net_arch: tuple[int, ...], batch_size: int, buffer_size: in
 
 def dqfd_step_parts(model: DQfD, batch_size: int) -> np.ndarray:
     """
-    One DQfD update as the shipped settings run it (``train(gradient_steps=1)``): the statements of ``DQfD.train``
-    and ``DQfD._gradient_step``, with a clock between the parts of :data:`STEP_PARTS`.
+    One DQfD update as the shipped settings run it (``train(gradient_steps=1)``): the phases ``DQfD.train`` and
+    ``DQfD._gradient_step`` call, one by one, with a clock between the parts of :data:`STEP_PARTS`.
 
     :return: seconds per part
     """
     clock = [time.perf_counter()]
+    model._ensure_logger()
     model.policy.set_training_mode(True)
     model._update_learning_rate(model.policy.optimizer)
     model._update_beta()
     clock.append(time.perf_counter())
     data = model.replay_buffer.sample(batch_size, env=model._vec_normalize_env, demo_only=False)
     clock.append(time.perf_counter())
-    with th.no_grad():
-        next_obs = th.cat([data.next_observations, data.n_step_next_observations])
-        next_q_online = model.q_net(next_obs)
-        next_q_target = model.q_net_target(next_obs)
-        first, second = slice(None, batch_size), slice(batch_size, None)
-        td_target = double_q_target(data.rewards, data.dones, model.gamma, next_q_online[first], next_q_target[first])
-        n_step_target = double_q_target(
-            data.n_step_returns, data.n_step_dones, data.n_step_discounts, next_q_online[second], next_q_target[second]
-        )
+    td_target, n_step_target = model._targets(data)
     clock.append(time.perf_counter())
-    current_q = model.q_net(data.observations)
-    losses = dqfd_losses(current_q, data.actions, td_target, n_step_target, data.is_demo, data.weights, model.margin)
-    loss = losses["td"] + model.n_step_coef * losses["n_step"] + model.margin_coef * losses["margin"]
+    losses = model._losses(data, td_target, n_step_target)
     clock.append(time.perf_counter())
-    model.policy.optimizer.zero_grad()
-    loss.backward()
-    clock.append(time.perf_counter())
-    parameters = model._trainable_parameters
-    with_grad = [parameter for parameter in parameters if parameter.grad is not None]
-    grads = [parameter.grad for parameter in with_grad if parameter.grad is not None]
-    if model.l2_coef > 0:
-        th._foreach_add_(grads, with_grad, alpha=2.0 * model.l2_coef)
-    th.nn.utils.clip_grad_norm_(with_grad, model.max_grad_norm, foreach=True)
-    model.policy.optimizer.step()
+    model._optimize(losses["loss"])
     clock.append(time.perf_counter())
     model.replay_buffer._set_priorities(data.indices, losses["td_errors"].cpu().numpy())
     clock.append(time.perf_counter())
-    with th.no_grad():
-        loss_l2 = l2_penalty(parameters)  # DQfD computes it before the backward pass, for the logs only
-    is_demo = data.is_demo.reshape(-1).cpu().numpy() > 0.5
-    stats = {
-        "loss": loss.item() + model.l2_coef * loss_l2.item(),
-        "loss_td": losses["td"].item(),
-        "loss_n_step": losses["n_step"].item(),
-        "loss_margin": losses["margin"].item(),
-        "loss_l2": loss_l2.item(),
-        "demo_fraction": float(is_demo.mean()),
-    }
-    if model.prioritized_replay:
-        priorities = model.replay_buffer.priorities(data.indices)
-        stats["priority_demo"] = float(priorities[is_demo].mean()) if is_demo.any() else np.nan
-        stats["priority_agent"] = float(priorities[~is_demo].mean()) if (~is_demo).any() else np.nan
+    stats = model._step_statistics(data, losses)
     clock.append(time.perf_counter())
     model._n_updates += 1
     model._record([stats])
@@ -357,7 +323,6 @@ def dqn_step_parts(model: DQN, batch_size: int) -> np.ndarray:
     clock.append(time.perf_counter())
     model.policy.optimizer.zero_grad()
     loss.backward()
-    clock.append(time.perf_counter())
     th.nn.utils.clip_grad_norm_(model.policy.parameters(), model.max_grad_norm)
     model.policy.optimizer.step()
     clock.append(time.perf_counter())

@@ -19,6 +19,7 @@ from sb3_dqfd.common.experiment import train_with_curve
 from sb3_dqfd.common.experts import get_expert
 from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
+from sb3_dqfd.dqfd.dqfd import StepStatistics
 
 
 class CountingWrapper(gym.Wrapper):
@@ -60,6 +61,7 @@ class FixedBatchBuffer:
     def __init__(self, samples: DQfDReplayBufferSamples) -> None:
         self.samples = samples
         self.beta = 0.6
+        self.n_demonstrations = 0
         self.updates: list[tuple[np.ndarray, np.ndarray]] = []
 
     def sample(self, batch_size, env=None, demo_only=False):
@@ -129,7 +131,7 @@ def test_total_loss_hand_computation_tiny_network(demos):
     )
     buffer = FixedBatchBuffer(samples)
     model.replay_buffer = buffer  # type: ignore[assignment]
-    stats = model._gradient_step(batch, demo_only=False)
+    stats = model._statistics([model._gradient_step(batch, demo_only=False)])[0]
 
     def q_online(x):
         return x @ online_w.T + online_b
@@ -263,8 +265,8 @@ def test_logged_values_are_means_over_the_steps_that_had_them(demos):
     nan = float("nan")
     model._record(
         [
-            {"loss": 1.0, "priority_agent": nan, "priority_demo": nan},
-            {"loss": 2.0, "priority_agent": 4.0, "priority_demo": nan},
+            StepStatistics(th.tensor([1.0, 0.0, 0.0, 0.0, 0.0]), {"priority_agent": nan, "priority_demo": nan}),
+            StepStatistics(th.tensor([2.0, 0.0, 0.0, 0.0, 0.0]), {"priority_agent": 4.0, "priority_demo": nan}),
         ]
     )
     model.logger.dump(step=0)
@@ -439,3 +441,23 @@ def test_normalize_observations_bad_input():
         )
     with pytest.raises(ValueError, match="normalize observations twice"):
         small_model(VecNormalize(make_vec_env("MountainCar-v0")), demos, normalize_observations=True)
+
+
+def test_gradient_steps_do_not_wait_for_the_device(demos, monkeypatch):
+    """No .item() in a gradient step, one .cpu() per step (the TD errors for the priorities) and one per train() call."""
+    model = small_model("CartPole-v1", demos)
+    model.learn(100)  # agent rows in the buffer, logger configured
+    calls = {"item": 0, "cpu": 0}
+    item, cpu = th.Tensor.item, th.Tensor.cpu
+
+    def counting(name, method):
+        def wrapper(self, *args, **kwargs):
+            calls[name] += 1
+            return method(self, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(th.Tensor, "item", counting("item", item))
+    monkeypatch.setattr(th.Tensor, "cpu", counting("cpu", cpu))
+    model.train(gradient_steps=5, batch_size=16)
+    assert calls == {"item": 0, "cpu": 5 + 1}

@@ -7,6 +7,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from sb3_dqfd.common.demonstrations import record_demonstrations
 from sb3_dqfd.common.utils import flush_denormal, flush_denormal_enabled
 from sb3_dqfd.dqfd import DQfD
+from sb3_dqfd.dqfd.dqfd import StepStatistics
 
 SUBNORMAL = 1e-39  # below float32's smallest normal number, 1.18e-38
 
@@ -76,7 +77,7 @@ def test_dqfd_pretrains_and_learns_with_denormals_flushed_then_restores():
     modes_in_pretraining: list[bool] = []
     gradient_step = model._gradient_step
 
-    def spy(batch_size: int, demo_only: bool) -> dict[str, float]:
+    def spy(batch_size: int, demo_only: bool) -> StepStatistics:
         modes_in_pretraining.append(flush_denormal_enabled())
         return gradient_step(batch_size, demo_only)
 

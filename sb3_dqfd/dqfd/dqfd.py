@@ -7,7 +7,7 @@ import time
 import warnings
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 import torch as th
@@ -201,6 +201,17 @@ def _same_demonstrations(first: Demonstrations, second: Demonstrations) -> bool:
         and all(np.array_equal(getattr(a, name), getattr(b, name)) for name in ("observations", "actions", "rewards"))
         for a, b in zip(first, second, strict=True)
     )
+
+
+#: Loss terms of a gradient step, in the order of :attr:`StepStatistics.loss_terms` (logged as ``train/<key>``)
+LOSS_KEYS = ("loss", "loss_td", "loss_n_step", "loss_margin", "loss_l2")
+
+
+class StepStatistics(NamedTuple):
+    """What one DQfD gradient step reports for the logs."""
+
+    loss_terms: th.Tensor  # [len(LOSS_KEYS)], detached, on the model's device until the logs are written
+    batch: dict[str, float]  # demo_fraction, priority_demo, priority_agent: computed on the host
 
 
 class DQfD(DQN):
@@ -817,15 +828,31 @@ class DQfD(DQN):
         fraction = min(1.0, progress / self.beta_annealing_fraction) if self.beta_annealing_fraction > 0 else 1.0
         self.replay_buffer.beta = self.beta0 + (1.0 - self.beta0) * fraction
 
-    def _gradient_step(self, batch_size: int, demo_only: bool) -> dict[str, float]:
+    def _gradient_step(self, batch_size: int, demo_only: bool) -> StepStatistics:
         """
         One DQfD update on a prioritized batch, then new priorities for the sampled rows.
 
+        The step's only host-device transfer is the TD errors for the priorities: the loss terms stay tensors until
+        :meth:`_record` (no ``.item()`` per step, which would wait for a GPU to finish the step).
+
         :param batch_size: number of transitions sampled
         :param demo_only: sample demonstrations only (pre-training)
-        :return: the loss terms and batch statistics, as floats, for logging
+        :return: the step's statistics, for :meth:`_record`
         """
         data: DQfDReplayBufferSamples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env, demo_only=demo_only)
+        td_target, n_step_target = self._targets(data)
+        losses = self._losses(data, td_target, n_step_target)
+        self._optimize(losses["loss"])
+        # Indices straight from the buffer: skip update_priorities' index checks
+        self.replay_buffer._set_priorities(data.indices, losses["td_errors"].cpu().numpy())
+        return self._step_statistics(data, losses)
+
+    def _targets(self, data: DQfDReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :param data: the sampled batch of B rows
+        :return: the 1-step and the n-step double-Q targets of the rows, each ``[B, 1]``, without gradient
+        """
+        batch_size = len(data.indices)
         with th.no_grad():
             # One forward pass per network over both bootstrap observations: s' (1-step) and s_{t+k} (n-step)
             next_obs = th.cat([data.next_observations, data.n_step_next_observations])  # [2B, *obs_shape]
@@ -841,18 +868,28 @@ class DQfD(DQN):
                 next_q_online[batch_size:],
                 next_q_target[batch_size:],
             )
+        return td_target, n_step_target
+
+    def _losses(self, data: DQfDReplayBufferSamples, td_target: th.Tensor, n_step_target: th.Tensor) -> dict[str, th.Tensor]:
+        """
+        :return: the terms of :func:`dqfd_losses`, ``"loss"`` = J_DQ + lambda_1 J_n + lambda_2 J_E (with gradient) and
+            ``"l2"`` = J_L2 (for the logs)
+        """
         current_q = self.q_net(data.observations)  # [B, n_actions]
         losses = dqfd_losses(current_q, data.actions, td_target, n_step_target, data.is_demo, data.weights, self.margin)
         # J = J_DQ + lambda_1 J_n + lambda_2 J_E + lambda_3 J_L2. The gradient of lambda_3 J_L2, 2 lambda_3 theta, is
-        # added to the gradients in one fused op below: the same update as back-propagating the term (and as Adam
-        # weight_decay = 2 lambda_3), without a graph over every parameter. Its value is computed for logging only.
-        loss = losses["td"] + self.n_step_coef * losses["n_step"] + self.margin_coef * losses["margin"]
-        parameters = self._trainable_parameters
+        # added to the gradients in one fused op by _optimize: the same update as back-propagating the term (and as
+        # Adam weight_decay = 2 lambda_3), without a graph over every parameter. Its value is computed for logging only.
+        losses["loss"] = losses["td"] + self.n_step_coef * losses["n_step"] + self.margin_coef * losses["margin"]
         with th.no_grad():
-            loss_l2 = l2_penalty(parameters)
+            losses["l2"] = l2_penalty(self._trainable_parameters)
+        return losses
 
+    def _optimize(self, loss: th.Tensor) -> None:
+        """Back-propagate ``loss``, add the L2 gradient ``2 lambda_3 theta``, clip and take the optimizer step."""
         self.policy.optimizer.zero_grad()
         loss.backward()
+        parameters = self._trainable_parameters
         with_grad: list[th.Tensor] = [parameter for parameter in parameters if parameter.grad is not None]
         grads = [parameter.grad for parameter in with_grad if parameter.grad is not None]
         if self.l2_coef > 0:
@@ -861,31 +898,42 @@ class DQfD(DQN):
         th.nn.utils.clip_grad_norm_(with_grad, self.max_grad_norm, foreach=True)
         self.policy.optimizer.step()
 
-        # Indices straight from the buffer: skip update_priorities' index checks
-        self.replay_buffer._set_priorities(data.indices, losses["td_errors"].cpu().numpy())
-        is_demo = data.is_demo.reshape(-1).cpu().numpy() > 0.5
-        stats = {
-            "loss": loss.item() + self.l2_coef * loss_l2.item(),
-            "loss_td": losses["td"].item(),
-            "loss_n_step": losses["n_step"].item(),
-            "loss_margin": losses["margin"].item(),
-            "loss_l2": loss_l2.item(),
-            "demo_fraction": float(is_demo.mean()),
-        }
+    def _step_statistics(self, data: DQfDReplayBufferSamples, losses: dict[str, th.Tensor]) -> StepStatistics:
+        """
+        :return: the loss terms as one detached tensor (in the order of :data:`LOSS_KEYS`) and the batch's statistics
+            computed on the host from the sampled indices (no transfer from the device)
+        """
+        loss_terms = th.stack(
+            [losses["loss"] + self.l2_coef * losses["l2"], losses["td"], losses["n_step"], losses["margin"], losses["l2"]]
+        ).detach()
+        is_demo = data.indices < self.replay_buffer.n_demonstrations  # [B], what the buffer's is_demo field says
+        batch = {"demo_fraction": float(is_demo.mean())}
         if self.prioritized_replay:
             # Mean new priority of the sampled demonstration / agent rows (a cheap running view of each region)
             priorities = self.replay_buffer.priorities(data.indices)
-            stats["priority_demo"] = float(priorities[is_demo].mean()) if is_demo.any() else np.nan
-            stats["priority_agent"] = float(priorities[~is_demo].mean()) if (~is_demo).any() else np.nan
-        return stats
+            batch["priority_demo"] = float(priorities[is_demo].mean()) if is_demo.any() else np.nan
+            batch["priority_agent"] = float(priorities[~is_demo].mean()) if (~is_demo).any() else np.nan
+        return StepStatistics(loss_terms, batch)
 
-    def _record(self, stats: list[dict[str, float]], prefix: str = "train") -> None:
+    def _statistics(self, steps: list[StepStatistics]) -> list[dict[str, float]]:
+        """
+        :param steps: the statistics of gradient steps
+        :return: each step's statistics as floats, the loss terms of all steps brought to the host in one transfer
+        """
+        loss_terms = th.stack([step.loss_terms for step in steps]).cpu().numpy()  # [n_steps, len(LOSS_KEYS)]
+        return [
+            dict(zip(LOSS_KEYS, map(float, row), strict=True)) | step.batch
+            for row, step in zip(loss_terms, steps, strict=True)
+        ]
+
+    def _record(self, steps: list[StepStatistics], prefix: str = "train") -> None:
         """
         Log the mean of each statistic over the gradient steps of one train() call or pre-training chunk.
 
-        :param stats: the statistics of each gradient step, as :meth:`_gradient_step` returns them
+        :param steps: the statistics of each gradient step, as :meth:`_gradient_step` returns them
         :param prefix: the logger namespace (``"train"`` during interaction, ``"pretrain"`` during pre-training)
         """
+        stats = self._statistics(steps)
         keys = list(stats[0])
         # One [n_steps, n_keys] table instead of a nanmean per key: this runs after every train() call (~0.1 ms saved)
         table = np.array([[step[key] for key in keys] for step in stats], dtype=np.float64)
@@ -931,7 +979,7 @@ class DQfD(DQN):
         # SB3's _update_learning_rate would log it under train/: pre-training logs go to pretrain/
         learning_rate = self.lr_schedule(self._current_progress_remaining)
         update_learning_rate(self.policy.optimizer, learning_rate)
-        stats: list[dict[str, float]] = []
+        stats: list[StepStatistics] = []
         start_time = time.perf_counter()
         with flush_denormal():
             for step in tqdm(range(1, n_steps + 1), desc="DQfD pre-training", disable=not progress_bar):
