@@ -405,3 +405,26 @@ def test_learns_cartpole_without_velocities():
         model.learn(10_000, reset_num_timesteps=False)
         best = max(best, evaluate_policy(model, eval_env, n_eval_episodes=10)[0])
     assert best >= 475
+
+
+def test_state_dict_holds_only_float_tensors_and_old_files_with_masks_load():
+    model = TransformerA2C("MlpPolicy", make_vec_env(lambda: RandomEnv(spaces.Discrete(2)), n_envs=1), n_steps=4, seed=0)
+    state = model.policy.state_dict()
+    assert [key for key, tensor in state.items() if not tensor.is_floating_point()] == []
+    # SB3's generic save/load test perturbs every entry with rand_like
+    model.policy.load_state_dict({key: th.rand_like(value) for key, value in state.items()})
+    # A policy saved while the constant masks were still in the state dict loads
+    old_state = dict(model.policy.state_dict())
+    for name, module in model.policy.named_modules():
+        if hasattr(module, "causal"):
+            old_state[f"{name}.causal"] = module.causal
+            old_state[f"{name}.diagonal"] = module.diagonal
+    assert len(old_state) > len(state)
+    model.policy.load_state_dict(old_state)
+
+
+def test_predict_refuses_the_gym_reset_tuple():
+    model = TransformerA2C("MlpPolicy", make_vec_env(lambda: RandomEnv(spaces.Discrete(2)), n_envs=1), n_steps=4, seed=0)
+    observation = np.zeros(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="mixing Gym API with SB3 VecEnv API"):
+        model.predict((observation, {}))

@@ -197,8 +197,16 @@ class ContextEncoder(nn.Module):
             EncoderBlock(d_model, n_heads, dim_feedforward, activation_fn, dropout, gated, gate_bias) for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(d_model)
-        self.register_buffer("causal", th.tril(th.ones(context_len, context_len, dtype=th.bool)))
-        self.register_buffer("diagonal", th.eye(context_len, dtype=th.bool))
+        # Constant masks, rebuilt with the module: not in the state dict, which holds only parameters and statistics
+        # (SB3's save/load checks perturb every state-dict tensor with rand_like, which bool tensors refuse)
+        self.register_buffer("causal", th.tril(th.ones(context_len, context_len, dtype=th.bool)), persistent=False)
+        self.register_buffer("diagonal", th.eye(context_len, dtype=th.bool), persistent=False)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # Models saved before the masks left the state dict still hold them: drop them rather than fail on load
+        for name in ("causal", "diagonal"):
+            state_dict.pop(prefix + name, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, tokens: th.Tensor, valid: th.Tensor) -> th.Tensor:
         """
@@ -616,6 +624,12 @@ class TransformerActorCriticPolicy(BasePolicy):
         :return: the actions and the new state
         """
         self.set_training_mode(False)
+        if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
+            # SB3's BasePolicy.predict check: (obs, info) from gymnasium's reset() passed as the observation
+            raise ValueError(
+                "You have passed a tuple to the predict() function instead of a Numpy array. You are probably mixing "
+                "Gym API with SB3 VecEnv API: `obs, info = env.reset()` (Gym) vs `obs = vec_env.reset()` (SB3 VecEnv)"
+            )
         observation = np.asarray(observation)
         vectorized = is_vectorized_observation(observation, self.observation_space)
         observation = observation.reshape((-1, *self.observation_space.shape))  # type: ignore[arg-type, misc]
