@@ -4,18 +4,17 @@ import subprocess
 import sys
 import warnings
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from demonstration_helpers import assert_same_episodes
+from demonstration_helpers import assert_same_episodes, episode_lists
 from gymnasium import spaces
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_dqfd import DQfD
@@ -631,23 +630,9 @@ def test_a_failed_load_changes_nothing(tmp_path, cartpole_demos):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-@st.composite
-def episode_dicts(draw) -> list[dict[str, Any]]:
-    episodes = []
-    for _ in range(draw(st.integers(1, 4))):
-        n_steps = draw(st.integers(1, 6))
-        terminated = draw(st.booleans())
-        episodes.append(
-            episode_dict(
-                n_steps,
-                observations=draw(arrays(np.float32, (n_steps + 1, 3), elements=st.floats(-5, 5, width=32))),
-                actions=draw(arrays(np.int64, (n_steps,), elements=st.integers(0, 3))),
-                rewards=draw(arrays(np.float64, (n_steps,), elements=st.floats(-10, 10))),
-                terminated=terminated,
-                truncated=not terminated and draw(st.booleans()),
-            )
-        )
-    return episodes
+def episode_dicts() -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Lists of episode dicts (the keys of :class:`Episode`), drawn as :func:`episode_lists` draws episodes."""
+    return episode_lists(obs_dim=3, n_actions=4).map(lambda episodes: [asdict(episode) for episode in episodes])
 
 
 SPACES = (spaces.Box(-5, 5, (3,)), spaces.Discrete(4))

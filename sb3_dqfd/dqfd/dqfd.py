@@ -19,7 +19,7 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack, VecTransposeImage
 from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 from stable_baselines3.dqn.dqn import DQN
 from torch.nn import functional as F
@@ -189,6 +189,27 @@ def _frame_stacked(demonstrations: Demonstrations, env: VecFrameStack) -> Demons
             stacked.append(stacking.update(observation[None], np.zeros(1, dtype=bool), [{}])[0][0])
         episodes.append(dataclasses.replace(episode, observations=np.stack(stacked)))  # [T+1, *stacked_shape]
     return Demonstrations(episodes, env.observation_space, env.action_space)
+
+
+#: The VecEnv wrappers that change the observations' layout, each with the function that applies it to demonstrations
+#: recorded without it and the hint for demonstrations that fit neither side
+_LAYOUT_WRAPPERS: dict[type[VecEnvWrapper], tuple[Callable[[Demonstrations, Any], Demonstrations], Callable[[Any], str]]] = {
+    VecTransposeImage: (
+        _transposed,
+        lambda env: (
+            f"; nor do they fit the env's own channel-last layout {env.venv.observation_space} "
+            "(SB3 transposes it to channel-first for the CNN)"
+        ),
+    ),
+    VecFrameStack: (
+        _frame_stacked,
+        lambda env: (
+            f". The env stacks {env.stacked_obs.n_stack} frames (VecFrameStack) and the demonstrations fit neither "
+            "its stacked observations nor its single frames: record them through the same wrappers (record_demonstrations("
+            "expert, <that VecEnv>, ...), or sb3-dqfd record --hyperparams with the entry's frame_stack)"
+        ),
+    ),
+}
 
 
 def _same_demonstrations(first: Demonstrations, second: Demonstrations) -> bool:
@@ -692,28 +713,15 @@ class DQfD(DQN):
         transpose (``VecTransposeImage``) and ``VecFrameStack``'s stacks are applied to demonstrations recorded
         without them, as the wrapper would have (single frames are stacked with the zero padding of an episode start).
         """
-        seed = self.seed or 0
         try:
-            return load_demonstrations(source, env=env, seed=seed)
+            return load_demonstrations(source, env=env, seed=self.seed or 0)
         except ValueError as error:
-            if isinstance(env, VecTransposeImage):
-                try:
-                    return _transposed(self._demonstrations_as_the_agent_sees_them(source, env.venv), env)
-                except ValueError:
-                    raise ValueError(
-                        f"{error}; nor do they fit the env's own channel-last layout {env.venv.observation_space} "
-                        "(SB3 transposes it to channel-first for the CNN)"
-                    ) from None
-            if isinstance(env, VecFrameStack):
-                try:
-                    return _frame_stacked(self._demonstrations_as_the_agent_sees_them(source, env.venv), env)
-                except ValueError:
-                    raise ValueError(
-                        f"{error}. The env stacks {env.stacked_obs.n_stack} frames (VecFrameStack) and the demonstrations "
-                        "fit neither its stacked observations nor its single frames: record them through the same "
-                        "wrappers (record_demonstrations(expert, <that VecEnv>, ...), or sb3-dqfd record --hyperparams "
-                        "with the entry's frame_stack)"
-                    ) from None
+            for wrapper, (convert, hint) in _LAYOUT_WRAPPERS.items():
+                if isinstance(env, wrapper):
+                    try:
+                        return convert(self._demonstrations_as_the_agent_sees_them(source, env.venv), env)
+                    except ValueError:
+                        raise ValueError(f"{error}{hint(env)}") from None
             raise
 
     @classmethod
