@@ -695,9 +695,9 @@ class DQfD(DQN):
         """
         :func:`load_demonstrations` against the env (or the model's spaces without one), then the DQfD checks.
 
-        ``expert:N`` recordings use the model's seed. When SB3 wrapped a channel-last image env in
-        ``VecTransposeImage`` (channel-first for the CNN), demonstrations in the env's own layout get the same transpose
-        here, once; demonstrations already channel-first are taken as they are.
+        ``expert:N`` recordings use the model's seed. Demonstrations recorded without the env's layout wrappers
+        (SB3's ``VecTransposeImage``, ``VecFrameStack``) get their transform here, once (see
+        :meth:`_demonstrations_as_the_agent_sees_them`).
         """
         if self.env is None:
             episodes = load_demonstrations(source, seed=self.seed or 0).episodes
