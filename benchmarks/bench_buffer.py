@@ -16,9 +16,20 @@ Small default budget (about a minute)::
 More repetitions and seeds::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_buffer.py --full
+
+``--compact`` measures instead the memory and speed of ``CompactDQfDReplayBuffer`` on 84x84 Atari frames stacked by 4
+(uint8 ``(84, 84, 4)`` observations, channels last as ``VecFrameStack`` stacks ``AtariWrapper`` frames), filled step by
+step through ``add`` from SB3's ``StackedObservations`` (the stacking of ``VecFrameStack``), 4 envs, episode ends every
+~1,000 steps (30% of them timeouts), demonstrations of 1,000-step episodes; then, on the same data at a size that fits
+twice, the plain ``DQfDReplayBuffer`` (bulk-filled). Resident memory is read from ``/proc/self/status`` (``VmRSS`` now,
+``VmHWM`` the peak) before and after each fill; ``sample(32)`` (1-step and n-step stacks, n = 10) + ``update_priorities``
+is timed call by call on one thread::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_buffer.py --compact --agent 1000000 --demonstrations 50000
 """
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -32,8 +43,9 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
+from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
-from sb3_dqfd.common.buffers import DQfDReplayBuffer
+from sb3_dqfd.common.buffers import CompactDQfDReplayBuffer, DQfDReplayBuffer
 from sb3_dqfd.common.demonstrations import Demonstrations, Episode
 
 RESULTS = Path(__file__).parent / "results"
@@ -131,6 +143,162 @@ def run_seed(seed: int, capacity: int, n_demo: int, batch_size: int, n_steps: in
     return {name: time_calls(operation, repeats) for name, operation in operations.items()}
 
 
+ATARI_FRAME = spaces.Box(0, 255, shape=(84, 84, 1), dtype=np.uint8)
+ATARI_ACTIONS = spaces.Discrete(6)
+N_STACK = 4
+N_ENVS = 4
+
+
+def release_free_heap() -> None:
+    """
+    Give the C heap's free memory back to the OS (glibc keeps it: building the demonstrations leaves gigabytes of freed
+    heap resident), so that the resident memory measured is the buffer's.
+    """
+    if platform.system() == "Linux":
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def array_bytes(obj: Any) -> int:
+    """Bytes of the numpy arrays an object owns (views excluded), through dicts and attribute-holding objects."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes if obj.base is None else 0
+    if isinstance(obj, dict):
+        return sum(array_bytes(value) for value in obj.values())
+    if hasattr(obj, "__dict__") and not isinstance(obj, (type, th.device, spaces.Space)):
+        return sum(array_bytes(value) for value in vars(obj).values())
+    return 0
+
+
+def resident_gib() -> dict[str, float]:
+    """Resident memory of this process now (``VmRSS``) and at its peak (``VmHWM``), in GiB."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {key: int(fields[name].split()[0]) / 2**20 for key, name in (("now", "VmRSS"), ("peak", "VmHWM"))}
+
+
+class AtariStream:
+    """Stacked observations of 4 envs as VecFrameStack produces them, from a pool of random frames."""
+
+    def __init__(self, rng: np.random.Generator, n_envs: int = N_ENVS) -> None:
+        self.rng, self.n_envs = rng, n_envs
+        self.pool = rng.integers(0, 256, size=(4099, *ATARI_FRAME.shape), dtype=np.uint8)
+        self.stacker = StackedObservations(n_envs, N_STACK, ATARI_FRAME, "last")
+        self.space = self.stacker.stacked_observation_space
+        self.count = 0
+        self.obs = self.stacker.reset(self.frames())
+
+    def frames(self) -> np.ndarray:
+        self.count += self.n_envs
+        return self.pool[np.arange(self.count - self.n_envs, self.count) % len(self.pool)]
+
+    def step(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """``obs, next_obs, done, infos`` of one step, as SB3's ``_store_transition`` passes them to ``add``."""
+        done = self.rng.random(self.n_envs) < 1e-3
+        terminal = self.frames()
+        infos: list[dict[str, Any]] = [
+            {"terminal_observation": terminal[env], "TimeLimit.truncated": bool(self.rng.random() < 0.3)} if done[env] else {}
+            for env in range(self.n_envs)
+        ]
+        stacked, infos = self.stacker.update(self.frames(), done, infos)
+        next_obs = stacked.copy()
+        for env in np.flatnonzero(done):
+            next_obs[env] = infos[env]["terminal_observation"]
+        obs, self.obs = self.obs, stacked
+        return obs, next_obs, done, infos
+
+
+def atari_demonstrations(n_transitions: int, rng: np.random.Generator) -> Demonstrations:
+    """Terminated 1,000-step episodes (the last one shorter) of zero-padded stacks."""
+    episodes = []
+    for start in range(0, n_transitions, 1000):
+        length = min(1000, n_transitions - start)
+        stream = AtariStream(rng, n_envs=1)
+        stream.rng = np.random.default_rng(0)  # no episode end inside a demonstration
+        observations = np.empty((length + 1, *stream.space.shape), dtype=np.uint8)
+        observations[0] = stream.obs[0]
+        for t in range(length):
+            observations[t + 1] = stream.stacker.update(stream.frames(), np.zeros(1, dtype=bool), [{}])[0][0]
+        episodes.append(Episode(observations, rng.integers(0, 6, size=length), np.ones(length, dtype=np.float32), True, False))
+    return Demonstrations(episodes, stream.space, ATARI_ACTIONS)
+
+
+def measure_buffer(
+    buffer: DQfDReplayBuffer, stream: AtariStream, n_demo: int, rng: np.random.Generator, repeats: int
+) -> dict[str, Any]:
+    """
+    Fill ``buffer`` (demonstrations, then ``add`` until the agent ring is full), then time ``sample(32)`` +
+    ``update_priorities`` and each part; resident memory before and after the fill.
+    """
+    release_free_heap()
+    before = resident_gib()
+    start = time.perf_counter()
+    # Built here so that its memory is freed before the measurement after the fill
+    buffer.add_demonstrations(atari_demonstrations(n_demo, rng))
+    demo_seconds = time.perf_counter() - start
+    actions, rewards = np.zeros((stream.n_envs, 1)), np.ones(stream.n_envs, dtype=np.float32)
+    add_seconds = 0.0
+    for _ in range(buffer.buffer_size):
+        obs, next_obs, done, infos = stream.step()
+        start = time.perf_counter()
+        buffer.add(obs, next_obs, actions, rewards, done, infos)
+        add_seconds += time.perf_counter() - start
+    after_untrimmed = resident_gib()
+    release_free_heap()
+    after = resident_gib()
+    buffer.update_priorities(np.arange(buffer.size()), rng.exponential(size=buffer.size()))
+    batch = buffer.sample(32)
+    td_errors = rng.normal(size=32)
+
+    def sample_and_update() -> None:
+        sampled = buffer.sample(32)
+        buffer.update_priorities(sampled.indices, td_errors)
+
+    times = {
+        "sample(32) + update_priorities": time_calls(sample_and_update, repeats),
+        "sample(32)": time_calls(lambda: buffer.sample(32), repeats),
+        "update_priorities(32)": time_calls(lambda: buffer.update_priorities(batch.indices, td_errors), repeats),
+    }
+    row = {
+        "buffer": type(buffer).__name__,
+        "agent_transitions": buffer.n_agent_transitions,
+        "demonstrations": buffer.n_demonstrations,
+        "add_demonstrations_seconds (incl. building them)": demo_seconds,
+        "add_us_per_call (n_envs transitions)": add_seconds / buffer.buffer_size * 1e6,
+        "resident_gib_before_fill": before["now"],
+        "resident_gib_after_fill": after["now"],
+        "resident_gib_after_fill_before_malloc_trim": after_untrimmed["now"],
+        "peak_resident_gib_after_fill": after["peak"],
+        "resident_bytes_per_transition": (after["now"] - before["now"]) * 2**30 / buffer.size(),
+        "array_bytes_per_transition": array_bytes(buffer) / buffer.size(),
+        **{f"{op} median_us": float(np.median(t)) for op, t in times.items()},
+        **{f"{op} p10_us": float(np.percentile(t, 10)) for op, t in times.items()},
+    }
+    print(json.dumps(row, indent=2), flush=True)
+    return row
+
+
+def run_compact(n_agent: int, n_demo: int, n_plain_agent: int, n_plain_demo: int, repeats: int) -> list[dict[str, Any]]:
+    """Compact buffer at full size, then compact and plain buffers at a size where the plain one fits."""
+    rng = np.random.default_rng(0)
+    np.random.seed(0)
+    rows = []
+    for compact, n_agent_transitions, n_demo_transitions in (
+        (True, n_agent, n_demo),
+        (True, n_plain_agent, n_plain_demo),
+        (False, n_plain_agent, n_plain_demo),
+    ):
+        stream = AtariStream(rng)
+        kwargs: dict[str, Any] = {"device": "cpu", "n_envs": N_ENVS, "n_steps": 10, "gamma": 0.99}
+        capacity = n_demo_transitions + n_agent_transitions
+        buffer: DQfDReplayBuffer
+        if compact:
+            buffer = CompactDQfDReplayBuffer(capacity, stream.space, ATARI_ACTIONS, n_stack=N_STACK, **kwargs)
+        else:
+            buffer = DQfDReplayBuffer(capacity, stream.space, ATARI_ACTIONS, **kwargs)
+        rows.append(measure_buffer(buffer, stream, n_demo_transitions, rng, repeats))
+        del buffer
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="5 seeds x 20,000 calls instead of 3 x 2,000")
@@ -138,8 +306,15 @@ def main() -> None:
     parser.add_argument("--demonstrations", type=int, default=50_000, help="demonstration transitions")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--n-steps", type=int, default=10)
+    parser.add_argument("--compact", action="store_true", help="CompactDQfDReplayBuffer memory and speed on Atari frames")
+    parser.add_argument("--agent", type=int, default=1_000_000, help="--compact: agent transitions of the full-size fill")
+    parser.add_argument("--plain-agent", type=int, default=40_000, help="--compact: agent transitions, side by side")
+    parser.add_argument("--plain-demonstrations", type=int, default=4_000, help="--compact: demonstrations, side by side")
     args = parser.parse_args()
     th.set_num_threads(1)
+    if args.compact:
+        main_compact(args)
+        return
     seeds, repeats = (range(5), 20_000) if args.full else (range(3), 2_000)
     load_before = os.getloadavg()
     per_seed = [run_seed(seed, args.capacity, args.demonstrations, args.batch_size, args.n_steps, repeats) for seed in seeds]
@@ -177,6 +352,28 @@ def main() -> None:
         "rows": rows,
     }
     path = RESULTS / "bench_buffer.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"\nWritten {path}. Reproduce: {result['command']}")
+
+
+def main_compact(args: argparse.Namespace) -> None:
+    repeats = 20_000 if args.full else 2_000
+    load_before = os.getloadavg()
+    rows = run_compact(args.agent, args.demonstrations, args.plain_agent, args.plain_demonstrations, repeats)
+    load_after = os.getloadavg()
+    result = {
+        "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
+        "observation": "uint8 (84, 84, 4), 4 stacked 84x84 frames (channels last)",
+        "n_envs": N_ENVS,
+        "n_steps": 10,
+        "batch_size": 32,
+        "calls": repeats,
+        "load_average_before_after": [load_before[0], load_after[0]],
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "rows": rows,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "bench_buffer_compact.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"\nWritten {path}. Reproduce: {result['command']}")
 

@@ -7,6 +7,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
 from sb3_dqfd.common.demonstrations import Demonstrations
 from sb3_dqfd.common.sum_tree import SumTree
@@ -94,6 +95,8 @@ class DQfDReplayBuffer(ReplayBuffer):
     rewards: np.ndarray
     dones: np.ndarray
     timeouts: np.ndarray
+    # The flat storage arrays (each also exposed as an agent view, see _make_agent_views)
+    _storage_keys: tuple[str, ...] = _STORAGE_KEYS
 
     def __init__(
         self,
@@ -120,7 +123,7 @@ class DQfDReplayBuffer(ReplayBuffer):
                 f"it must be at least n_envs * (n_steps + 1) = {max(n_envs, 1) * (n_steps + 1)}"
             )
         super().__init__(
-            buffer_size,
+            self._sb3_buffer_size(buffer_size, n_envs),
             observation_space,
             action_space,
             device=device,
@@ -178,6 +181,11 @@ class DQfDReplayBuffer(ReplayBuffer):
         if demo_ratio is not None and not 0.0 <= demo_ratio <= 1.0:
             raise ValueError(f"DQfDReplayBuffer: demo_ratio must be None or in [0, 1], got {demo_ratio}")
 
+    @staticmethod
+    def _sb3_buffer_size(buffer_size: int, n_envs: int) -> int:
+        """The ``buffer_size`` passed to SB3's ``ReplayBuffer.__init__`` (its arrays are replaced by :meth:`_allocate`)."""
+        return buffer_size
+
     @property
     def beta(self) -> float:
         """Importance-sampling exponent, ``>= 0``; the algorithm anneals it from 0.6 to 1."""
@@ -214,27 +222,28 @@ class DQfDReplayBuffer(ReplayBuffer):
         self.pos = 0
         self.full = False
         length = n_demonstrations + self.buffer_size * self.n_envs
-        self._storage = {
-            "observations": np.zeros((length, *self.obs_shape), dtype=self.observation_space.dtype),
-            "next_observations": np.zeros((length, *self.obs_shape), dtype=self.observation_space.dtype),
-            "actions": np.zeros((length, self.action_dim), dtype=self._maybe_cast_dtype(self.action_space.dtype)),
-            "rewards": np.zeros(length, dtype=np.float32),
-            "dones": np.zeros(length, dtype=np.float32),
-            "timeouts": np.zeros(length, dtype=np.float32),
+        layout = {
+            "observations": (self.obs_shape, self.observation_space.dtype),
+            "next_observations": (self.obs_shape, self.observation_space.dtype),
+            "actions": ((self.action_dim,), self._maybe_cast_dtype(self.action_space.dtype)),
+            "rewards": ((), np.float32),
+            "dones": ((), np.float32),
+            "timeouts": ((), np.float32),
         }
+        self._storage = {key: np.zeros((length, *layout[key][0]), dtype=layout[key][1]) for key in self._storage_keys}
         self._tree = SumTree(length) if self.prioritized else None
         self._make_agent_views()
 
     def _make_agent_views(self) -> None:
         """Expose the agent region of each flat array under SB3's name and ``[buffer_size, n_envs, ...]`` layout."""
-        for key in _STORAGE_KEYS:
+        for key in self._storage_keys:
             array = self._storage[key]
             setattr(self, key, array[self._n_demonstrations :].reshape(self.buffer_size, self.n_envs, *array.shape[1:]))
 
     def __getstate__(self) -> dict[str, Any]:
         # Views would be pickled as copies (doubling the file and detaching them from the storage): rebuild them instead
         state = self.__dict__.copy()
-        for key in _STORAGE_KEYS:
+        for key in self._storage_keys:
             del state[key]
         return state
 
@@ -267,10 +276,10 @@ class DQfDReplayBuffer(ReplayBuffer):
                 f"buffer_size={self.capacity} cannot hold {n_total} demonstration transitions plus room for the agent: "
                 f"it must be at least n_demonstrations + n_envs * (n_steps + 1) = {required}"
             )
-        old = {key: self._storage[key][:n_old].copy() for key in _STORAGE_KEYS}
+        old = {key: self._storage[key][:n_old].copy() for key in self._storage_keys}
         old_priorities = self._tree[np.arange(n_old)] if self._tree is not None else None
         self._allocate(n_total)
-        for key in _STORAGE_KEYS:
+        for key in self._storage_keys:
             self._storage[key][:n_old] = old[key]
             self._storage[key][n_old:n_total] = new[key]
         if self._tree is not None and old_priorities is not None:
@@ -379,7 +388,7 @@ class DQfDReplayBuffer(ReplayBuffer):
     def reset(self) -> None:
         """Drop the agent transitions (and their priorities); the demonstrations stay."""
         super().reset()
-        for key in _STORAGE_KEYS:
+        for key in self._storage_keys:
             self._storage[key][self._n_demonstrations :] = 0
         if self._tree is not None:
             self._tree.update(np.arange(self._n_demonstrations, len(self._storage["rewards"])), 0.0)
@@ -571,13 +580,14 @@ class DQfDReplayBuffer(ReplayBuffer):
         def observations(array: np.ndarray) -> th.Tensor:
             return self.to_torch(self._normalize_obs(array, env), copy=False)  # type: ignore[arg-type]
 
+        obs, next_obs, n_step_next_obs = self._gather_observations(indices, last)
         return DQfDReplayBufferSamples(
-            observations=observations(storage["observations"][indices]),
+            observations=observations(obs),
             actions=self.to_torch(storage["actions"][indices], copy=False),
-            next_observations=observations(storage["next_observations"][indices]),
+            next_observations=observations(next_obs),
             dones=column(dones),
             rewards=column(rewards[:, 0]),
-            n_step_next_observations=observations(storage["next_observations"][last]),
+            n_step_next_observations=observations(n_step_next_obs),
             n_step_returns=column(n_step_returns),
             n_step_dones=column(n_step_dones),
             n_step_discounts=column(self._gamma_powers[last_step + 1]),
@@ -585,3 +595,382 @@ class DQfDReplayBuffer(ReplayBuffer):
             weights=column(weights),
             indices=indices,
         )
+
+    def _gather_observations(self, indices: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """
+        :param indices: flat indices of the sampled transitions, shape ``[B]``
+        :param last: flat indices of the last kept step of their n-step windows, shape ``[B]``
+        :return: the observations and next observations of ``indices``, and the next observations of ``last``,
+            each ``[B, *obs_shape]``
+        """
+        storage = self._storage
+        return storage["observations"][indices], storage["next_observations"][indices], storage["next_observations"][last]
+
+
+class CompactDQfDReplayBuffer(DQfDReplayBuffer):
+    """
+    :class:`DQfDReplayBuffer` that stores each observation frame once: same sampling, priorities, fields and
+    semantics, but no second copy for the next observations and, behind frame stacking (SB3's ``VecFrameStack``), no
+    ``n_stack`` copies of a frame. For 84x84 Atari frames stacked by 4 this is ~7 KB per transition instead of ~56 KB.
+
+    The buffer receives the stacked observation space and stacked observations, as SB3 passes them; the stacking axis
+    follows ``StackedObservations.compute_stacking`` (channels first or last, detected for images as ``VecFrameStack``
+    does, the last axis otherwise). A *frame* is one slice of ``observation_space.shape[axis] // n_stack`` along it;
+    with ``n_stack=1`` the frame is the whole observation ("observation stored once").
+
+    Storage, one frame array per region (each ends with a zero frame, the padding):
+
+    * demonstrations: the ``T + 1`` newest frames of each episode (its observations and its final observation);
+    * agent ring: the newest frame of each stored row, in a frame ring ``n_stack - 1`` rows longer than the
+      transition ring (so that the oldest rows keep their whole stack: every stored transition can be sampled), the
+      pending next frame of each env's newest row (its next observation, before the next ``add``), and in a separate,
+      growing FIFO the final frame of each episode end (terminal or truncated next observation, or a row cut by
+      :meth:`truncate_running_episodes`), released when its row is overwritten.
+
+    Stacks are rebuilt at sample time, vectorized over ``[B, n_stack]`` frame indices: the observation of step ``t`` is
+    the frames of steps ``t - n_stack + 1 .. t`` of its episode (env column), zero frames before the episode's first
+    step, as ``VecFrameStack`` pads after a reset; its next observation is that stack shifted by one frame plus the
+    next frame (step ``t + 1``'s, or the final or pending frame). Every :meth:`add` checks that its observations are
+    stacked this way (``VecFrameStack`` with the same ``n_stack``, and ``obs`` continuing the previous next observation
+    of its env unless that step ended the episode) and raises a ValueError before storing anything otherwise; the
+    demonstrations are checked the same way, episode by episode. So a ``learn(reset_num_timesteps=False)`` after
+    replacing the buffer mid-episode (``load_replay_buffer``) is refused: start with ``reset_num_timesteps=True``.
+
+    Unlike :class:`DQfDReplayBuffer` there are no ``observations`` / ``next_observations`` attributes (SB3 code that
+    reads them, e.g. ``optimize_memory_usage`` or HER, does not apply); ``actions``, ``rewards``, ``dones`` and
+    ``timeouts`` are the same agent views, and sampled batches are identical to those of a ``DQfDReplayBuffer`` fed the
+    same transitions.
+
+    :param n_stack: number of stacked frames per observation (``VecFrameStack``'s ``n_stack``; 1: no stacking)
+    :param channels_order: ``"first"``, ``"last"`` or None (detected), as for ``VecFrameStack``
+    :param kwargs: see :class:`DQfDReplayBuffer` (``observation_space`` must be a ``Box``)
+    """
+
+    _storage_keys = ("actions", "rewards", "dones", "timeouts")
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+        n_steps: int = 10,
+        gamma: float = 0.99,
+        prioritized: bool = True,
+        alpha: float = 0.4,
+        beta: float = 0.6,
+        agent_eps: float = 1e-3,
+        demo_eps: float = 1.0,
+        demo_ratio: float | None = None,
+        n_stack: int = 1,
+        channels_order: str | None = None,
+    ) -> None:
+        if not isinstance(observation_space, spaces.Box):
+            raise TypeError(
+                f"CompactDQfDReplayBuffer needs a Box observation space (frames of an array), got {observation_space}"
+            )
+        if isinstance(n_stack, bool) or not isinstance(n_stack, (int, np.integer)) or n_stack < 1:
+            raise ValueError(f"CompactDQfDReplayBuffer: n_stack must be an integer >= 1, got {n_stack!r}")
+        if channels_order not in (None, "first", "last"):
+            raise ValueError(
+                f"CompactDQfDReplayBuffer: channels_order must be 'first', 'last' or None, got {channels_order!r}"
+            )
+        channels_first = StackedObservations.compute_stacking(n_stack, observation_space, channels_order)[0]
+        shape = observation_space.shape
+        # Axis of the stack within one observation (SB3 concatenates the frames oldest first along it)
+        self.stack_axis = 0 if channels_first else len(shape) - 1
+        if len(shape) == 0 or shape[self.stack_axis] % n_stack != 0:
+            raise ValueError(
+                f"CompactDQfDReplayBuffer: the observation shape {shape} cannot hold n_stack={n_stack} frames along "
+                f"axis {self.stack_axis} (the stacked observation space of VecFrameStack(env, n_stack) is expected)"
+            )
+        self.n_stack = int(n_stack)
+        self.channels_order = channels_order
+        frame_shape = list(shape)
+        frame_shape[self.stack_axis] //= n_stack
+        self.frame_shape = tuple(frame_shape)
+        # Position j of a stack holds the frame `_back[j]` steps before the newest one
+        self._back = np.arange(n_stack - 1, -1, -1, dtype=np.int64)  # [n_stack]
+        self._demo_frames = np.zeros((1, *self.frame_shape), dtype=observation_space.dtype)  # the zero frame only
+        self._demo_frame_index = np.zeros(0, dtype=np.int64)  # [n_demonstrations], frame of each observation
+        self._demo_ages = np.zeros(0, dtype=np.int64)  # [n_demonstrations], steps since the episode start (clipped)
+        self._new_demonstration_frames: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        super().__init__(
+            buffer_size,
+            observation_space,
+            action_space,
+            device=device,
+            n_envs=n_envs,
+            optimize_memory_usage=optimize_memory_usage,
+            handle_timeout_termination=handle_timeout_termination,
+            n_steps=n_steps,
+            gamma=gamma,
+            prioritized=prioritized,
+            alpha=alpha,
+            beta=beta,
+            agent_eps=agent_eps,
+            demo_eps=demo_eps,
+            demo_ratio=demo_ratio,
+        )
+        # SB3's ReplayBuffer allocated these (one row, see _sb3_buffer_size): the frames replace them
+        del self.observations, self.next_observations
+
+    @staticmethod
+    def _sb3_buffer_size(buffer_size: int, n_envs: int) -> int:
+        # One row: SB3 would allocate full-size observation arrays (refused by the OS at Atari scale, even untouched)
+        return n_envs
+
+    def _allocate(self, n_demonstrations: int) -> None:
+        super()._allocate(n_demonstrations)
+        n_envs = self.n_envs
+        self._frame_rows = self.buffer_size + self.n_stack - 1
+        # [frame_rows * n_envs] newest frames of the rows (frame row, env), [n_envs] pending next frames, 1 zero frame
+        self._pending_start = self._frame_rows * n_envs
+        self._frames = np.zeros((self._pending_start + n_envs + 1, *self.frame_shape), dtype=self.observation_space.dtype)
+        self._ages = np.zeros((self.buffer_size, n_envs), dtype=np.int32)  # steps since the episode start, clipped
+        self._final_seq = np.zeros((self.buffer_size, n_envs), dtype=np.int64)  # final frame of an episode-end row
+        self._finals = np.zeros((max(n_envs, 8), *self.frame_shape), dtype=self.observation_space.dtype)
+        # Final frames live at sequence numbers [tail, head), slot seq % len(_finals); appended and released in row order
+        self._final_head = self._final_tail = 0
+        self._n_adds = 0  # rows written since the ring was (re)allocated or reset: row of add g is frame row g % rows
+
+    def reset(self) -> None:
+        """Drop the agent transitions (and their priorities); the demonstrations stay. Old frames become unreachable."""
+        super().reset()
+        self._final_head = self._final_tail = 0
+        self._n_adds = 0
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Stacks <-> frames
+    # ----------------------------------------------------------------------------------------------------------------
+    def _frame_slice(self, stacked: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """
+        Frames ``start .. stop - 1`` (oldest first) of ``[N, *obs_shape]`` stacked observations, a view in the stacked
+        layout; with ``stop = start + 1`` it has the shape ``[N, *frame_shape]`` of one frame each.
+        """
+        size = self.frame_shape[self.stack_axis]
+        return stacked[(slice(None),) * (1 + self.stack_axis) + (slice(start * size, stop * size),)]
+
+    def _assemble(self, frames: np.ndarray) -> np.ndarray:
+        """Stack ``[N, n_stack, *frame_shape]`` frames (oldest first) into ``[N, *obs_shape]`` observations."""
+        return np.moveaxis(frames, 1, 1 + self.stack_axis).reshape(len(frames), *self.obs_shape)
+
+    def _demo_stack_indices(self, indices: np.ndarray, next_obs: bool) -> np.ndarray:
+        """
+        :param indices: demonstration indices, shape ``[B]``
+        :param next_obs: index the next observations instead of the observations
+        :return: indices into ``_demo_frames`` of their stacks, ``[B, n_stack]``
+        """
+        # The T + 1 frames of an episode are consecutive: the next observation is the same stack one frame later
+        newest = self._demo_frame_index[indices] + next_obs  # [B]
+        ages = self._demo_ages[indices] + next_obs  # [B]
+        stack = newest[:, None] - self._back  # [B, n_stack]
+        return np.where(self._back <= ages[:, None], stack, len(self._demo_frames) - 1)
+
+    def _agent_stacks(self, offsets: np.ndarray, next_obs: bool) -> np.ndarray:
+        """
+        :param offsets: agent offsets ``row * n_envs + env`` of stored transitions, shape ``[B]``
+        :param next_obs: rebuild the next observations instead of the observations
+        :return: their stacks as frames, ``[B, n_stack, *frame_shape]``
+        """
+        n_envs = self.n_envs
+        rows, envs = np.divmod(offsets, n_envs)  # [B]
+        # Add count of each row: the newest row was written by add n_adds - 1, the one before by n_adds - 2, ...
+        rows_back = (self.pos - 1 - rows) % self.buffer_size  # [B], 0 for the newest row
+        adds = self._n_adds - 1 - rows_back  # [B]
+        back = self._back - 1 if next_obs else self._back  # [n_stack], frames before the newest of the stack
+        ages = self._ages[rows, envs].astype(np.int64)  # [B]
+        stack = ((adds[:, None] - back) % self._frame_rows) * n_envs + envs[:, None]  # [B, n_stack]
+        # Before the episode start: the zero frame (back < 0 is the next frame, never padding)
+        stack = np.where(back <= ages[:, None], stack, len(self._frames) - 1)
+        if next_obs:
+            # The next frame of the newest row is still pending (the next add brings it as an observation)
+            stack[:, -1] = np.where(rows_back == 0, self._pending_start + envs, stack[:, -1])
+        frames = self._frames[stack]
+        if next_obs:
+            ended = np.flatnonzero(self.dones[rows, envs] > 0)  # [n_ended], positions in the batch
+            if ended.size:
+                frames[ended, -1] = self._finals[self._final_seq[rows[ended], envs[ended]] % len(self._finals)]
+        return frames
+
+    def _stacks(self, indices: np.ndarray, next_obs: bool) -> np.ndarray:
+        """
+        :param indices: flat buffer indices, shape ``[B]``
+        :param next_obs: rebuild the next observations instead of the observations
+        :return: the (next) observations, ``[B, *obs_shape]``
+        """
+        n_demos = self._n_demonstrations
+        is_demo = indices < n_demos
+        if is_demo.all():
+            frames = self._demo_frames[self._demo_stack_indices(indices, next_obs)]
+        elif not is_demo.any():
+            frames = self._agent_stacks(indices - n_demos, next_obs)
+        else:
+            frames = np.empty((len(indices), self.n_stack, *self.frame_shape), dtype=self._frames.dtype)
+            frames[is_demo] = self._demo_frames[self._demo_stack_indices(indices[is_demo], next_obs)]
+            frames[~is_demo] = self._agent_stacks(indices[~is_demo] - n_demos, next_obs)
+        return self._assemble(frames)
+
+    def _gather_observations(self, indices: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._stacks(indices, False), self._stacks(indices, True), self._stacks(last, True)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Writing
+    # ----------------------------------------------------------------------------------------------------------------
+    def _check_stacking(self, obs: np.ndarray, next_obs: np.ndarray, ages: np.ndarray, where: str) -> None:
+        """
+        Raise a ValueError unless every ``next_obs`` is its ``obs`` shifted by one frame and every ``obs`` is zero
+        before its episode start (``ages``: steps since the start, ``[N]``), as ``VecFrameStack`` stacks them.
+        """
+        # Compared in the stacked layout: views of the [N, n_stack, *frame] layout iterate slowly (channels innermost)
+        n_stack = self.n_stack
+        if not np.array_equal(self._frame_slice(obs, 1, n_stack), self._frame_slice(next_obs, 0, n_stack - 1)):
+            raise ValueError(
+                f"CompactDQfDReplayBuffer: {where}: a next observation is not its observation shifted by one frame "
+                f"(observations must be stacked by VecFrameStack with n_stack={self.n_stack} along axis {self.stack_axis})"
+            )
+        n_padding = n_stack - 1 - ages  # [N], frames before the episode start
+        if any(self._frame_slice(obs[i : i + 1], 0, n_padding[i]).any() for i in np.flatnonzero(n_padding)):
+            raise ValueError(
+                f"CompactDQfDReplayBuffer: {where}: an observation has non-zero frames before its episode start "
+                f"(VecFrameStack pads with zeros after a reset; n_stack={self.n_stack})"
+            )
+
+    def _demonstration_arrays(self, demonstrations: Demonstrations) -> dict[str, np.ndarray]:
+        arrays = super()._demonstration_arrays(demonstrations)
+        observations, next_observations = arrays["observations"], arrays["next_observations"]
+        ends = arrays["dones"] > 0  # [N], True on the last step of each episode
+        n_transitions = len(ends)
+        steps = np.arange(n_transitions)
+        # Frame layout: each episode's T observation frames, then its final frame
+        frame_index = steps + np.cumsum(ends) - ends  # [N]
+        is_start = np.concatenate([[True], ends[:-1]])
+        ages = np.minimum(steps - np.maximum.accumulate(np.where(is_start, steps, 0)), self.n_stack - 1)
+        frames = np.empty((n_transitions + int(ends.sum()) + 1, *self.frame_shape), dtype=self.observation_space.dtype)
+        frames[frame_index] = self._frame_slice(observations, self.n_stack - 1, self.n_stack)
+        frames[frame_index[ends] + 1] = self._frame_slice(next_observations[ends], self.n_stack - 1, self.n_stack)
+        frames[-1] = 0
+        # Within an episode obs[t + 1] is next_obs[t] (both are its observation t + 1): with these two checks every
+        # stack equals the one rebuilt from the frames
+        self._check_stacking(observations, next_observations, ages, "demonstrations")
+        self._new_demonstration_frames = (frames, frame_index, ages)
+        return arrays
+
+    def add_demonstrations(self, demonstrations: Demonstrations) -> None:
+        """
+        Store demonstrations in the permanent region (appended after any already there), at the largest priority.
+
+        Their observations must be stacked as ``VecFrameStack`` stacks them (zero frames before the episode start).
+
+        :param demonstrations: the expert episodes; their observations and actions must fit the buffer's spaces
+        """
+        old_frames = self._demo_frames[:-1]
+        super().add_demonstrations(demonstrations)
+        # Set by _demonstration_arrays, which the parent calls before storing anything
+        frames, frame_index, ages = self._new_demonstration_frames  # type: ignore[misc]
+        self._new_demonstration_frames = None
+        self._demo_frame_index = np.concatenate([self._demo_frame_index, frame_index + len(old_frames)])
+        self._demo_ages = np.concatenate([self._demo_ages, ages])
+        self._demo_frames = np.concatenate([old_frames, frames])
+
+    def _new_row_ages(self) -> tuple[np.ndarray, np.ndarray]:
+        """
+        :return: for the row the next :meth:`add` writes, which envs continue the episode of their newest row
+            ``[n_envs]`` (bool), and the steps since the episode start, clipped to ``n_stack - 1``, ``[n_envs]``
+        """
+        if self._n_adds == 0:
+            return np.zeros(self.n_envs, dtype=bool), np.zeros(self.n_envs, dtype=np.int64)
+        previous = (self.pos - 1) % self.buffer_size
+        continued = self.dones[previous] == 0
+        return continued, np.where(continued, np.minimum(self._ages[previous].astype(np.int64) + 1, self.n_stack - 1), 0)
+
+    def _append_finals(self, row: int, envs: np.ndarray, frames: np.ndarray) -> None:
+        """Keep the final frames ``[n, *frame_shape]`` of the episodes that ended at ``(row, envs)``."""
+        n_live = self._final_head - self._final_tail + len(envs)
+        if n_live > len(self._finals):
+            # Grow (doubling) and move every live frame to its slot seq % new length
+            capacity = len(self._finals)
+            while capacity < n_live:
+                capacity *= 2
+            seqs = np.arange(self._final_tail, self._final_head)
+            finals = np.zeros((capacity, *self.frame_shape), dtype=self._finals.dtype)
+            finals[seqs % capacity] = self._finals[seqs % len(self._finals)]
+            self._finals = finals
+        seqs = np.arange(self._final_head, self._final_head + len(envs))
+        self._finals[seqs % len(self._finals)] = frames
+        self._final_seq[row, envs] = seqs
+        self._final_head += len(envs)
+
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """
+        Append one step of every env to the agent ring (overwriting the oldest row when full), at the largest priority.
+
+        Stores the newest frame of ``obs``, and of ``next_obs`` (until the next add brings it, or for good on a done
+        step); raises a ValueError, storing nothing, if the stacks do not continue the stored ones.
+
+        :param obs: stacked observations, shape ``[n_envs, *obs_shape]``
+        :param next_obs: stacked next observations; on a done step the episode's final observation
+            (``infos[i]["terminal_observation"]``, as SB3's ``_store_transition`` passes it)
+        :param action: actions, shape ``[n_envs, *action_shape]``
+        :param reward: rewards, shape ``[n_envs]``
+        :param done: episode ended (terminated or truncated), shape ``[n_envs]``
+        :param infos: one info dict per env; ``"TimeLimit.truncated"`` marks a timeout
+        """
+        n_envs, row = self.n_envs, self.pos
+        obs = np.asarray(obs).reshape(n_envs, *self.obs_shape)
+        next_obs = np.asarray(next_obs).reshape(n_envs, *self.obs_shape)
+        done = np.asarray(done).reshape(n_envs)
+        continued_mask, ages = self._new_row_ages()  # [n_envs]
+        self._check_stacking(obs, next_obs, ages, "add")
+        continued = np.flatnonzero(continued_mask)
+        if continued.size:
+            previous = (row - 1) % self.buffer_size * n_envs + continued
+            if not np.array_equal(self._assemble(self._agent_stacks(previous, next_obs=True)), obs[continued]):
+                raise ValueError(
+                    "CompactDQfDReplayBuffer: add: an observation does not continue its env's previous next observation "
+                    "although that step did not end the episode (the env was reset without truncate_running_episodes, "
+                    "or the buffer was replaced mid-episode: learn with reset_num_timesteps=True)"
+                )
+        if self.full:
+            # The oldest row is overwritten: its final frames (the oldest kept) are released
+            self._final_tail += int(np.count_nonzero(self.dones[row]))
+        newest_next = self._frame_slice(next_obs, self.n_stack - 1, self.n_stack)  # [n_envs, *frame_shape]
+        frame_row = self._n_adds % self._frame_rows
+        self._frames[frame_row * n_envs : (frame_row + 1) * n_envs] = self._frame_slice(obs, self.n_stack - 1, self.n_stack)
+        self._frames[self._pending_start : self._pending_start + n_envs] = newest_next
+        ended = np.flatnonzero(done)
+        if ended.size:
+            self._append_finals(row, ended, newest_next[ended])
+        self._ages[row] = ages
+        self.actions[row] = np.asarray(action).reshape(n_envs, self.action_dim)
+        self.rewards[row] = np.asarray(reward).reshape(n_envs)
+        self.dones[row] = done
+        if self.handle_timeout_termination:
+            self.timeouts[row] = [info.get("TimeLimit.truncated", False) for info in infos]
+        self._n_adds += 1
+        self.pos = (row + 1) % self.buffer_size
+        self.full = self.full or self.pos == 0
+        if self._tree is not None:
+            start = self._n_demonstrations + row * n_envs
+            self._tree._set(np.arange(start, start + n_envs), np.full(n_envs, self.max_priority))
+
+    def truncate_running_episodes(self) -> np.ndarray:
+        running = super().truncate_running_episodes()
+        if running.size:
+            # The pending next frames of the cut rows become their episodes' final frames
+            newest = (self.pos - 1) % self.buffer_size
+            self._append_finals(newest, running, self._frames[self._pending_start + running])
+        return running
+
+    truncate_running_episodes.__doc__ = DQfDReplayBuffer.truncate_running_episodes.__doc__

@@ -1,11 +1,11 @@
-"""Dueling Q-network and the DQfD policies (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``)."""
+"""Dueling Q-network, the DQfD policies (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``) and a CNN for MinAtar."""
 
 from typing import Any
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -56,6 +56,32 @@ class StandardizeExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         return (self.flatten(observations) - self.mean) / self.std  # [B, features_dim]
+
+
+class MinAtarCNN(BaseFeaturesExtractor):
+    """
+    The MinAtar paper's network (Young & Tian, 2019): one 3x3 convolution of 16 channels, stride 1, then a dense layer.
+
+    Sized for small images such as MinAtar's ``10x10xn`` (``NatureCNN``'s 8x8 stride-4 kernel does not fit them).
+    Pass it to ``CnnPolicy``: ``policy_kwargs=dict(features_extractor_class=MinAtarCNN)``.
+
+    :param observation_space: a channel-first image space (SB3's ``VecTransposeImage`` makes one of a channel-last
+        uint8 image, e.g. :class:`sb3_dqfd.wrappers.MinAtarImage`)
+    :param features_dim: units of the dense layer (128 in the paper)
+    """
+
+    def __init__(self, observation_space: spaces.Box, features_dim: int = 128) -> None:
+        if not is_image_space(observation_space, check_channels=False, normalized_image=True):
+            raise TypeError(f"MinAtarCNN expects an image observation space (a 3-d Box), got {observation_space}")
+        super().__init__(observation_space, features_dim)
+        n_channels, height, width = observation_space.shape
+        if height < 3 or width < 3:
+            raise ValueError(f"MinAtarCNN needs images of at least 3x3 for its 3x3 kernel, got {observation_space.shape}")
+        self.cnn = nn.Sequential(nn.Conv2d(n_channels, 16, kernel_size=3, stride=1), nn.ReLU(), nn.Flatten())
+        self.linear = nn.Sequential(nn.Linear(16 * (height - 2) * (width - 2), features_dim), nn.ReLU())
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.linear(self.cnn(observations))
 
 
 class DuelingQNetwork(QNetwork):

@@ -1,4 +1,4 @@
-"""Gymnasium wrappers: reward scaling (replay-safe and running) and domain randomization with presets."""
+"""Gymnasium wrappers: reward scaling (replay-safe and running), domain randomization with presets, MinAtar images."""
 
 from sb3_dqfd.wrappers.domain_randomization import (
     AttributeTarget,
@@ -7,6 +7,7 @@ from sb3_dqfd.wrappers.domain_randomization import (
     MujocoTarget,
     ParameterSpec,
 )
+from sb3_dqfd.wrappers.minatar import MinAtarImage
 from sb3_dqfd.wrappers.presets import (
     PRESETS,
     cartpole_specs,
@@ -29,6 +30,7 @@ __all__ = [
     "CallableTarget",
     "DomainRandomization",
     "FixedRewardTransform",
+    "MinAtarImage",
     "MujocoTarget",
     "ParameterSpec",
     "RewardScaling",
