@@ -263,7 +263,7 @@ def test_dqfd_accepts_an_expert_source():
     "source, env, message",
     [
         ("expert:2", None, "'expert:2' records the built-in expert of an environment: pass env="),
-        ("expert:2", "Pendulum-v1", r"'expert:2': no built-in expert for 'Pendulum-v1' \(known: \['Acrobot-v1'"),
+        ("expert:2", "Pendulum-v1", r"'expert:2': no built-in expert for 'Pendulum-v1' \(known: \[.*'Acrobot-v1'"),
         ("expert:2", CartPoleEnv(), r"'expert:2': the env has no id \(env.spec is None\)"),
         *[
             (spec, "CartPole-v1", f"'{spec}': expected expert:N with N a positive whole number of episodes")
