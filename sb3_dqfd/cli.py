@@ -229,17 +229,6 @@ def load_model(path: str, algo: str | None, env: VecEnv | None = None) -> tuple[
     return ALGORITHMS[algo].load(file, env=env, device="cpu"), algo
 
 
-def demonstrations_from_arg(spec: str, env_id: str, seed: int) -> Demonstrations:
-    """
-    :param spec: anything :func:`~sb3_dqfd.common.demonstrations.load_demonstrations` takes as a string: a file, a
-        local Minari dataset id, or ``expert:N`` to record N episodes with the built-in expert of ``env_id``
-    :param env_id: the environment the demonstrations are for
-    :param seed: seed of an ``expert:N`` recording
-    :return: the demonstrations, validated against the environment
-    """
-    return load_demonstrations(spec, env=env_id, seed=seed)
-
-
 def _machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -669,7 +658,7 @@ def compare(
     curves = []
     for seed in seeds:
         eval_env = make_env(env_id, 1, seed + 10_000)
-        demos = demonstrations_from_arg(demos_spec, env_id, seed)
+        demos = load_demonstrations(demos_spec, env=env_id, seed=seed)
         dqfd = DQfD("MlpPolicy", make_env(env_id, 1, seed), demonstrations=demos, seed=seed, **dqfd_kwargs)
         dqfd_curve = train_with_curve(dqfd, "DQfD", seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar,
                                       before_learning=partial(dqfd.pretrain, dqfd.pretrain_steps))  # fmt: skip
@@ -751,7 +740,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
             args.progress_bar, _dqfd_overrides(args))  # fmt: skip
 
 
-#: What ``--demos`` takes (:func:`demonstrations_from_arg`)
+#: What ``--demos`` takes (anything :func:`~sb3_dqfd.common.demonstrations.load_demonstrations` reads from a string)
 DEMOS_HELP = (
     "demonstrations: a file (our .npz, or a Stable-Baselines2 ExpertDataset .npz), the id of a Minari dataset stored "
     "locally (MINARI_DATASETS_PATH; never downloaded), or expert:N to record N episodes with the built-in expert"

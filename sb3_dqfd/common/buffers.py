@@ -346,6 +346,10 @@ class DQfDReplayBuffer(ReplayBuffer):
         """
         row = self.pos
         super().add(obs, next_obs, action, reward, done, infos)
+        self._prioritize_new_row(row)
+
+    def _prioritize_new_row(self, row: int) -> None:
+        """Give the transitions of agent row ``row`` (every env) the largest priority set so far."""
         if self._tree is not None:
             start = self._n_demonstrations + row * self.n_envs
             # Known-valid indices: skip SumTree.update's argument checks (this runs on every env step)
@@ -961,9 +965,7 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
         self._n_adds += 1
         self.pos = (row + 1) % self.buffer_size
         self.full = self.full or self.pos == 0
-        if self._tree is not None:
-            start = self._n_demonstrations + row * n_envs
-            self._tree._set(np.arange(start, start + n_envs), np.full(n_envs, self.max_priority))
+        self._prioritize_new_row(row)
 
     def truncate_running_episodes(self) -> np.ndarray:
         running = super().truncate_running_episodes()

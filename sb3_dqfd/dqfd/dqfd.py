@@ -638,16 +638,18 @@ class DQfD(DQN):
             step_start += length
         return Demonstrations(episodes, self.observation_space, self.action_space)
 
-    def _reward_transform(self) -> Callable[[np.ndarray], np.ndarray] | None:
+    def _reward_transform(self, env: VecEnv | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
         """
-        The fixed reward transform of the env's ``RewardScaling`` wrappers (None without one, or without an env).
+        The fixed reward transform of the ``RewardScaling`` wrappers of ``env`` (default: the model's env; None without
+        one, or without an env).
 
         Raises a ValueError for running normalization (``RewardScaling(normalize=True)`` always,
         ``VecNormalize(norm_reward=True)`` with demonstrations), see :func:`demonstration_reward_transform`.
         """
-        if self.env is None:
+        env = self.env if env is None else env
+        if env is None:
             return None
-        return demonstration_reward_transform(self.env, allow_vec_normalize=self.demonstrations is None)
+        return demonstration_reward_transform(env, allow_vec_normalize=self.demonstrations is None)
 
     def _scaled_demonstrations(self, demonstrations: Demonstrations) -> Demonstrations:
         """
@@ -774,8 +776,7 @@ class DQfD(DQN):
         :param force_reset: Force call to ``reset()`` before training to avoid unexpected behavior
         """
         env = self._wrap_env(env, self.verbose)
-        allow_vec_normalize = self.demonstrations is None
-        transform = demonstration_reward_transform(env, allow_vec_normalize=allow_vec_normalize)
+        transform = self._reward_transform(env)
         super().set_env(env, force_reset)
         if transform == self._demonstration_reward_transform or self.demonstrations is None:
             self._demonstration_reward_transform = transform
