@@ -2,6 +2,7 @@
 
 import os
 
+from sb3_dqfd.common.buffers import CompactDQfDReplayBuffer, DQfDReplayBuffer
 from sb3_dqfd.common.demonstrations import (
     Demonstrations,
     DemonstrationsNotFoundError,
@@ -23,7 +24,9 @@ with open(version_file) as file_handler:
 
 __all__ = [
     "EXPERTS",
+    "CompactDQfDReplayBuffer",
     "DQfD",
+    "DQfDReplayBuffer",
     "Demonstrations",
     "DemonstrationsNotFoundError",
     "Episode",

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 from gymnasium.wrappers import TransformObservation
+from stable_baselines3.common.preprocessing import is_image_space_channels_first
 
 from sb3_dqfd.common.demonstrations import record_demonstrations
 from sb3_dqfd.common.experts import AleScreenExpert, atari_breakout_expert, get_expert
@@ -86,3 +87,52 @@ def test_ale_pipeline_record_learn_save_load_predict(tmp_path):
 def test_ale_screen_expert_needs_an_ale_env():
     with pytest.raises(TypeError, match="needs an ALE environment"):
         AleScreenExpert(gym.make("CartPole-v1"), atari_breakout_expert)
+
+
+def test_readme_atari_pipeline_single_frames_recorded_stacked_env_trained(tmp_path):
+    """README's Atari snippet at a tiny budget: 84x84 frames recorded with SB3's AtariWrapper, trained behind
+    make_atari_env + VecFrameStack(4) with the buffer DQfD picks for images (frames stored once)."""
+    ale_py = pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")  # AtariWrapper resizes with OpenCV (the atari extra installs it)
+    from stable_baselines3.common.atari_wrappers import AtariWrapper
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from sb3_dqfd import CompactDQfDReplayBuffer
+
+    gym.register_envs(ale_py)
+    recording_env = AtariWrapper(gym.make("BreakoutNoFrameskip-v4"))
+    demos = record_demonstrations(AleScreenExpert(recording_env, atari_breakout_expert), recording_env, n_episodes=2, seed=0)
+    assert demos[0].observations.shape[1:] == (84, 84, 1)
+    assert demos.episode_returns.min() > 0  # the expert hits bricks through the preprocessing
+    env = VecFrameStack(make_atari_env("BreakoutNoFrameskip-v4", n_envs=1, seed=0), n_stack=4)
+    policy_kwargs = dict(features_extractor_kwargs=dict(features_dim=32))
+    model = DQfD("CnnPolicy", env, demonstrations=demos, buffer_size=2_000, batch_size=16, pretrain_steps=20,
+                 learning_starts=0, train_freq=4, policy_kwargs=policy_kwargs, seed=0)  # fmt: skip
+    assert isinstance(model.replay_buffer, CompactDQfDReplayBuffer)
+    assert model.replay_buffer.n_stack == 4
+    # The single frames were stacked with VecFrameStack's zero padding, then transposed as SB3 transposes the env
+    first = model.replay_buffer.sample(1, demo_only=True).observations
+    assert first.shape == (1, 4, 84, 84)
+    model.learn(40)
+    model.save(tmp_path / "breakout")
+    loaded = DQfD.load(tmp_path / "breakout", env=env)
+    assert loaded.replay_buffer.n_demonstrations == demos.n_transitions
+    observation = env.reset()
+    np.testing.assert_array_equal(
+        loaded.predict(observation, deterministic=True)[0], model.predict(observation, deterministic=True)[0]
+    )
+
+
+def test_minatar_image_puts_ten_channels_first_where_sb3_would_misread_them(minatar_breakout):
+    env = MinAtarImage(gym.make("MinAtar/Seaquest-v1"))
+    observation, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(observation, np.moveaxis(env.unwrapped.game.state(), -1, 0) * 255)
+    assert is_image_space_channels_first(env.observation_space)  # SB3 takes it as it is: no transpose
+    assert not minatar_breakout().channels_first
+
+
+def test_minatar_image_is_rebuilt_from_the_env_spec(minatar_breakout):
+    rebuilt = gym.make(minatar_breakout().spec)
+    assert isinstance(rebuilt, MinAtarImage)
+    assert rebuilt.observation_space == spaces.Box(0, 255, (10, 10, 4), np.uint8)

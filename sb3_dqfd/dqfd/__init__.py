@@ -5,9 +5,11 @@ from sb3_dqfd.dqfd.policies import (
     CnnPolicy,
     DQfDPolicy,
     DuelingQNetwork,
+    MinAtarCNN,
     MlpPolicy,
     MultiInputPolicy,
     StandardizeExtractor,
+    default_cnn,
 )
 
 __all__ = [
@@ -16,7 +18,9 @@ __all__ = [
     "DQfD",
     "DQfDPolicy",
     "DuelingQNetwork",
+    "MinAtarCNN",
     "MlpPolicy",
     "MultiInputPolicy",
     "StandardizeExtractor",
+    "default_cnn",
 ]

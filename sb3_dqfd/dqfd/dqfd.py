@@ -15,7 +15,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.preprocessing import is_image_space, preprocess_obs
 from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
@@ -25,7 +25,7 @@ from stable_baselines3.dqn.dqn import DQN
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from sb3_dqfd.common.buffers import DQfDReplayBuffer, DQfDReplayBufferSamples
+from sb3_dqfd.common.buffers import CompactDQfDReplayBuffer, DQfDReplayBuffer, DQfDReplayBufferSamples
 from sb3_dqfd.common.demonstrations import Demonstrations, Episode, load_demonstrations
 from sb3_dqfd.common.utils import flush_denormal
 from sb3_dqfd.dqfd.policies import CnnPolicy, DQfDPolicy, MlpPolicy, MultiInputPolicy, StandardizeExtractor
@@ -285,7 +285,9 @@ class DQfD(DQN):
         like ``(5, "step")`` or ``(2, "episode")``.
     :param gradient_steps: How many gradient steps to do after each rollout (see ``train_freq``).
         Set to ``-1`` means to do as many gradient steps as steps done in the environment during the rollout.
-    :param replay_buffer_class: Replay buffer class, ``DQfDReplayBuffer`` or a subclass (``None``: ``DQfDReplayBuffer``)
+    :param replay_buffer_class: Replay buffer class, ``DQfDReplayBuffer`` or a subclass (``None``: a
+        ``CompactDQfDReplayBuffer`` for image observations, stacking as the env's ``VecFrameStack`` does, each frame
+        stored once; a ``DQfDReplayBuffer`` otherwise)
     :param replay_buffer_kwargs: Extra keyword arguments for the replay buffer
     :param optimize_memory_usage: not supported (must be False; SB3's memory-efficient variant drops the stored next
         observations, which the n-step windows and timeouts of :class:`~sb3_dqfd.common.buffers.DQfDReplayBuffer` need)
@@ -423,7 +425,7 @@ class DQfD(DQN):
             gamma=gamma,
             train_freq=train_freq,
             gradient_steps=gradient_steps,
-            replay_buffer_class=replay_buffer_class or DQfDReplayBuffer,
+            replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             optimize_memory_usage=optimize_memory_usage,
             n_steps=n_steps,
@@ -573,6 +575,9 @@ class DQfD(DQN):
             "demo_eps": self.demo_eps,
             "demo_ratio": self.demo_ratio,
         }
+        if self.replay_buffer_class is None:
+            self.replay_buffer_class, stacking = self._default_replay_buffer()
+            self.replay_buffer_kwargs = {**stacking, **self.replay_buffer_kwargs}
         # OffPolicyAlgorithm._setup_model reads self.n_steps to build SB3's NStepReplayBuffer, or to warn that it is
         # ignored with a custom buffer class; here the DQfD buffer gets n through replay_buffer_kwargs instead.
         n_steps, self.n_steps = self.n_steps, 1
@@ -588,6 +593,29 @@ class DQfD(DQN):
             # After load() there are no demonstrations here yet: the saved state_dict brings the statistics back
             if self.normalize_observations:
                 self._set_observation_statistics(self.demonstrations)
+
+    def _default_replay_buffer(self) -> tuple[type[DQfDReplayBuffer], dict[str, Any]]:
+        """
+        The replay buffer of ``replay_buffer_class=None``: for image observations a :class:`CompactDQfDReplayBuffer`
+        (each frame stored once: a 1M-transition Atari buffer fits in 8 GiB instead of ~56 GB) with the stacking of
+        the env's ``VecFrameStack``, if any; a :class:`DQfDReplayBuffer` otherwise.
+
+        :return: the class and the stacking keyword arguments of the buffer
+        """
+        if not is_image_space(self.observation_space, check_channels=False):
+            return DQfDReplayBuffer, {}
+        env: VecEnv | None = self.env
+        transposed = False
+        while isinstance(env, VecEnvWrapper):
+            if isinstance(env, VecFrameStack):
+                # SB3 puts VecTransposeImage outside VecFrameStack: the stacked channels then come first
+                channels_first = transposed or env.stacked_obs.channels_first
+                return CompactDQfDReplayBuffer, dict(
+                    n_stack=env.stacked_obs.n_stack, channels_order="first" if channels_first else "last"
+                )
+            transposed = transposed or isinstance(env, VecTransposeImage)
+            env = env.venv
+        return CompactDQfDReplayBuffer, dict(n_stack=1)
 
     def _create_aliases(self) -> None:
         super()._create_aliases()
@@ -791,8 +819,8 @@ class DQfD(DQN):
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """
         Load a replay buffer saved by :meth:`save_replay_buffer` (SB3's ``load_replay_buffer``), refusing one that
-        does not fit this model (another buffer class, spaces, ``n_envs``, ``n_steps`` or ``gamma``) before anything
-        changes.
+        does not fit this model (another buffer class, spaces, ``n_envs``, ``n_steps``, ``gamma``, or the frame
+        stacking of a :class:`CompactDQfDReplayBuffer`) before anything changes.
 
         :param path: Path to the pickled replay buffer.
         :param truncate_last_traj: passed to SB3 (used by ``HerReplayBuffer`` only). The newest stored episode of
@@ -818,6 +846,10 @@ class DQfD(DQN):
             "n_steps": self.n_steps,
             "gamma": self.gamma,
         }
+        if isinstance(buffer, CompactDQfDReplayBuffer):
+            # Its frames are slices of the stack: adds from an env stacked otherwise would be refused mid-learn()
+            expected["n_stack"] = getattr(self.replay_buffer, "n_stack", 1)
+            expected["stack_axis"] = getattr(self.replay_buffer, "stack_axis", buffer.stack_axis)
         different = [
             f"{name} {getattr(buffer, name)} (model: {value})"
             for name, value in expected.items()

@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space, is_image_space_channels_first
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
     CombinedExtractor,
@@ -63,7 +63,8 @@ class MinAtarCNN(BaseFeaturesExtractor):
     The MinAtar paper's network (Young & Tian, 2019): one 3x3 convolution of 16 channels, stride 1, then a dense layer.
 
     Sized for small images such as MinAtar's ``10x10xn`` (``NatureCNN``'s 8x8 stride-4 kernel does not fit them).
-    Pass it to ``CnnPolicy``: ``policy_kwargs=dict(features_extractor_class=MinAtarCNN)``.
+    ``CnnPolicy`` picks it for images with a side under 36 cells (:func:`default_cnn`); or pass
+    ``policy_kwargs=dict(features_extractor_class=MinAtarCNN)``.
 
     :param observation_space: a channel-first image space (SB3's ``VecTransposeImage`` makes one of a channel-last
         uint8 image, e.g. :class:`sb3_dqfd.wrappers.MinAtarImage`)
@@ -82,6 +83,27 @@ class MinAtarCNN(BaseFeaturesExtractor):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         return self.linear(self.cnn(observations))
+
+
+#: The smallest image side ``NatureCNN`` reads: its 8x8/4, 4x4/2 and 3x3/1 convolutions leave one cell of a 36x36 image
+NATURE_CNN_MIN_SIDE = 36
+
+
+def default_cnn(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
+    """
+    The features extractor ``CnnPolicy`` uses unless told otherwise: SB3's ``NatureCNN``, or :class:`MinAtarCNN` for
+    images smaller than ``NatureCNN`` can read (a side under 36 cells, e.g. MinAtar's 10x10), on which ``NatureCNN``
+    would fail with a convolution error.
+
+    :param observation_space: the observation space the policy receives (channel-first after SB3's transpose)
+    :return: the extractor class
+    """
+    if isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3:
+        shape = observation_space.shape
+        height, width = shape[1:] if is_image_space_channels_first(observation_space) else shape[:2]
+        if min(height, width) < NATURE_CNN_MIN_SIDE:
+            return MinAtarCNN
+    return NatureCNN
 
 
 class DuelingQNetwork(QNetwork):
@@ -186,9 +208,11 @@ class DQfDPolicy(DQNPolicy):
     ) -> None:
         # Set before super().__init__ because it builds the networks through make_q_net()
         self.dueling = dueling
-        if net_arch is None and features_extractor_class != NatureCNN:
-            # Wider than SB3 DQN's [64, 64]: imitates the classic-control experts within a few thousand updates
-            net_arch = [256, 256]
+        if net_arch is None:
+            # A CNN ends with its own dense layer: the heads sit on its features (Nature DQN, the MinAtar paper). Other
+            # extractors get a trunk wider than SB3 DQN's [64, 64]: it imitates the classic-control experts within a few
+            # thousand updates
+            net_arch = [] if features_extractor_class in (NatureCNN, MinAtarCNN) else [256, 256]
         if optimizer_kwargs is None and optimizer_class in (th.optim.Adam, th.optim.AdamW):
             # One fused kernel for the whole update instead of ~10 ops per parameter tensor: same maths, and on small
             # networks the per-tensor loop is a large share of a DQfD gradient step (see benchmarks/bench_dqfd.py)
@@ -222,14 +246,15 @@ MlpPolicy = DQfDPolicy
 
 class CnnPolicy(DQfDPolicy):
     """
-    DQfD policy for image observations (``NatureCNN`` features).
+    DQfD policy for image observations (``NatureCNN`` features, :class:`MinAtarCNN` for small images).
 
     :param observation_space: Observation space
     :param action_space: Action space
     :param lr_schedule: Learning rate schedule (could be constant)
-    :param net_arch: Hidden layer sizes after the CNN (``[]`` by default: heads directly on the 512 features)
+    :param net_arch: Hidden layer sizes after the CNN (``[]`` by default: heads directly on the CNN's features)
     :param activation_fn: Activation function
-    :param features_extractor_class: Features extractor to use.
+    :param features_extractor_class: Features extractor to use (None: :func:`default_cnn` of the observation space,
+        ``NatureCNN`` or, for images too small for it such as MinAtar's, :class:`MinAtarCNN`)
     :param features_extractor_kwargs: Keyword arguments to pass to the features extractor.
     :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
     :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
@@ -244,7 +269,7 @@ class CnnPolicy(DQfDPolicy):
         lr_schedule: Schedule,
         net_arch: list[int] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
-        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
+        features_extractor_class: type[BaseFeaturesExtractor] | None = None,
         features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
@@ -257,7 +282,7 @@ class CnnPolicy(DQfDPolicy):
             lr_schedule,
             net_arch,
             activation_fn,
-            features_extractor_class,
+            features_extractor_class or default_cnn(observation_space),
             features_extractor_kwargs,
             normalize_images,
             optimizer_class,
