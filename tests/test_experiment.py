@@ -44,7 +44,7 @@ def test_summarize_medians_over_seeds():
     assert "| B | 1 | 0/1 | - |" in table
     untrained = summarize([LearningCurve("teacher", 0, [0, 1000], [500.0, 500.0], [0.0, 0.0])], 475)[0]
     assert untrained["median_train_seconds"] is None and untrained["median_steps_per_second"] is None
-    assert format_table([untrained], 475).endswith("| 500.0 | - | - |")
+    assert format_table([untrained], 475).endswith("| 500.0 | - | - | - |")  # no retention: not pre-trained
 
 
 def timed_curve(label, seed, returns, seconds):
@@ -120,7 +120,7 @@ def test_format_table_without_threshold_leaves_the_threshold_columns_out():
     rows = summarize([curve("A", 0, [10, 20])], None)
     header, _, row = format_table(rows, None).splitlines()
     assert "None" not in header and "reached" not in header
-    assert header.count("|") == row.count("|") == 6
+    assert header.count("|") == row.count("|") == 7
     assert row.startswith("| A | 1 | 20.0 |")
 
 
@@ -153,3 +153,25 @@ def test_run_in_processes_keeps_job_order_and_reports_each_finished_run():
     assert seen[0] == [1] and sorted(seen[-1]) == [1, 4, 16]  # completion order, the slow job last
     with pytest.raises(ValueError, match="max_workers must be at least 1"):
         run_in_processes(slow_square, [1], max_workers=0)
+
+
+def test_retention_is_the_lowest_later_evaluation_over_the_pretrained_one_from_the_floor():
+    pretrained = LearningCurve("DQfD", 0, [0, 10, 20, 30], [200.0, 150.0, 250.0, 180.0], [0.0] * 4, pretrained=True)
+    assert pretrained.retention() == 150.0 / 200.0
+    # MountainCar: -200 is a failed episode; from -120 down to -160 keeps half of the way up
+    mountain_car = LearningCurve("DQfD", 0, [0, 10], [-120.0, -160.0], [0.0] * 2, pretrained=True)
+    assert mountain_car.retention(floor=-200.0) == 0.5
+    assert LearningCurve("DQN", 0, [0, 10], [10.0, 5.0], [0.0] * 2).retention() is None  # not pre-trained
+    assert LearningCurve("DQfD", 0, [0], [10.0], [0.0], pretrained=True).retention() is None  # nothing after
+    assert LearningCurve("DQfD", 0, [0, 10], [0.0, 5.0], [0.0] * 2, pretrained=True).retention() is None  # at the floor
+
+
+def test_summarize_reports_the_median_retention_of_pretrained_runs_only():
+    runs = [
+        LearningCurve("DQfD", seed, [0, 10], [100.0, low], [0.0] * 2, pretrained=True)
+        for seed, low in enumerate([50.0, 95.0, 120.0])
+    ]
+    rows = summarize([*runs, LearningCurve("DQN", 0, [0, 10], [10.0, 50.0], [0.0] * 2)], None)
+    assert rows[0]["median_retention"] == 0.95
+    assert rows[1]["median_retention"] is None
+    assert "| 0.95 |" in format_table(rows, None)

@@ -18,6 +18,10 @@ from stable_baselines3.common.vec_env import VecEnv
 JobT = TypeVar("JobT")
 ResultT = TypeVar("ResultT")
 
+#: The return that counts as "nothing kept" when measuring the retention of a pre-trained policy
+#: (:meth:`LearningCurve.retention`): the return of an episode that fails from the start. 0 for tasks not listed.
+RETURN_FLOORS: dict[str, float] = {"MountainCar-v0": -200.0, "Acrobot-v1": -500.0}
+
 # rl-zoo3's tuned DQN hyperparameters (hyperparams/dqn.yml): the baseline DQfD is compared with
 ZOO_DQN_HYPERPARAMS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
@@ -77,6 +81,8 @@ class LearningCurve:
     :param train_seconds_at: at each evaluation, the wall time spent training since the run started, evaluation
         excluded (with :func:`train_with_curve`: from before ``before_learning``, so DQfD's pre-training counts).
         Empty for curves that were not timed (e.g. built by hand, or saved before this field existed)
+    :param pretrained: the first evaluation is of a pre-trained policy (DQfD after pre-training), so
+        :meth:`retention` measures how much of it interaction kept
     """
 
     label: str
@@ -87,6 +93,7 @@ class LearningCurve:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     train_seconds_at: list[float] = field(default_factory=list)
+    pretrained: bool = False
 
     @property
     def timed(self) -> bool:
@@ -117,6 +124,21 @@ class LearningCurve:
             seconds for seconds, value in zip(self.train_seconds_at, self.mean_returns, strict=True) if value >= threshold
         ]
         return reached[0] if reached else None
+
+    def retention(self, floor: float = 0.0) -> float | None:
+        """
+        How much of the pre-trained policy's return the run kept: the lowest evaluation after the first one, over the
+        first (the pre-trained policy), both measured from ``floor``. 1.0: never below the pre-trained policy;
+        0.5: once halfway down to the floor. The "pre-training is forgotten once RL starts" measure.
+
+        :param floor: the return that counts as nothing kept, e.g. 0 where returns start at 0, -200 on MountainCar
+            (the time limit reached)
+        :return: the ratio, None for a curve that was not pre-trained, has no evaluation after the first, or whose
+            pre-trained return is not above ``floor``
+        """
+        if not self.pretrained or len(self.mean_returns) < 2 or not self.mean_returns[0] > floor:
+            return None
+        return (min(self.mean_returns[1:]) - floor) / (self.mean_returns[0] - floor)
 
     def share_at_or_above(self, threshold: float) -> float:
         """
@@ -236,7 +258,8 @@ def train_with_curve(
     :param eval_freq: evaluate every this many environment steps
     :param n_eval_episodes: episodes per evaluation
     :param progress_bar: show a progress bar while learning
-    :param before_learning: run before the first evaluation (e.g. DQfD pre-training); its time counts as training time
+    :param before_learning: run before the first evaluation (e.g. DQfD pre-training); its time counts as training time,
+        and the curve is marked ``pretrained`` (see :meth:`LearningCurve.retention`)
     :param extra_callback: another callback to run during learning (e.g. a checkpoint)
     :param stop_at_threshold: stop at the first evaluation whose mean return reaches this (None: train the whole
         budget). Schedules still stretch over ``total_timesteps``, so the curve up to that evaluation is the one of
@@ -245,7 +268,7 @@ def train_with_curve(
     """
     if eval_freq < 1 or n_eval_episodes < 1:
         raise ValueError(f"eval_freq and n_eval_episodes must be at least 1, got {eval_freq} and {n_eval_episodes}")
-    curve = LearningCurve(label=label, seed=seed)
+    curve = LearningCurve(label=label, seed=seed, pretrained=before_learning is not None)
     start = time.perf_counter()
     if before_learning is not None:
         before_learning()
@@ -267,15 +290,17 @@ def train_with_curve(
     return curve
 
 
-def summarize(curves: Sequence[LearningCurve], threshold: float | None) -> list[dict[str, Any]]:
+def summarize(curves: Sequence[LearningCurve], threshold: float | None, return_floor: float = 0.0) -> list[dict[str, Any]]:
     """
-    One row per method: medians over seeds of steps and seconds to threshold, final return and training time.
+    One row per method: medians over seeds of steps and seconds to threshold, final return, retention of the
+    pre-trained policy (:meth:`LearningCurve.retention`) and training time.
 
     The median seconds to threshold counts a seed that never reached it as infinitely slow (so it is None when fewer
     than half of the seeds reached it), and needs every run to be timed per evaluation (None otherwise).
 
     :param curves: the curves of all methods and seeds
     :param threshold: the return that counts as solved (None: not reported)
+    :param return_floor: the return that counts as nothing kept, for the retention (see :data:`RETURN_FLOORS`)
     :return: the rows, in the order the methods first appear
     """
     rows = []
@@ -297,6 +322,7 @@ def summarize(curves: Sequence[LearningCurve], threshold: float | None) -> list[
                     median_seconds if median_seconds is not None and np.isfinite(median_seconds) else None
                 ),
                 "median_final_return": float(np.median([run.mean_returns[-1] for run in runs])),
+                "median_retention": _median_or_none([run.retention(return_floor) for run in runs]),
                 "median_share_at_threshold": (
                     float(np.median([run.share_at_or_above(threshold) for run in runs])) if threshold is not None else None
                 ),
@@ -308,6 +334,13 @@ def summarize(curves: Sequence[LearningCurve], threshold: float | None) -> list[
             }
         )
     return rows
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    """The median of the values, None if any is None (not every run measured it) or there are none."""
+    if not values or any(value is None for value in values):
+        return None
+    return float(np.median(np.asarray(values, dtype=np.float64)))
 
 
 def format_table(rows: Sequence[dict[str, Any]], threshold: float | None) -> str:
@@ -333,6 +366,7 @@ def format_table(rows: Sequence[dict[str, Any]], threshold: float | None) -> str
         ]
     columns += [
         ("median final return", lambda row: f"{row['median_final_return']:.1f}"),
+        ("retention (lowest eval after pre-training / pre-trained)", lambda row: fmt(row.get("median_retention"), "{:.2f}")),
         ("median train time (s)", lambda row: fmt(row["median_train_seconds"], "{:.1f}")),
         ("env steps/s", lambda row: fmt(row["median_steps_per_second"], "{:.0f}")),
     ]
