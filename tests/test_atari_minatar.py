@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 from gymnasium.wrappers import TransformObservation
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.preprocessing import is_image_space_channels_first
 
-from sb3_dqfd.common.demonstrations import record_demonstrations
+from sb3_dqfd.common.demonstrations import load_demonstrations, record_demonstrations
 from sb3_dqfd.common.experts import AleScreenExpert, atari_breakout_expert, get_expert
 from sb3_dqfd.dqfd import DQfD
 from sb3_dqfd.dqfd.policies import MinAtarCNN
@@ -136,3 +137,18 @@ def test_minatar_image_is_rebuilt_from_the_env_spec(minatar_breakout):
     rebuilt = gym.make(minatar_breakout().spec)
     assert isinstance(rebuilt, MinAtarImage)
     assert rebuilt.observation_space == spaces.Box(0, 255, (10, 10, 4), np.uint8)
+
+
+def test_expert_n_records_through_the_envs_own_wrappers(minatar_breakout):
+    single = load_demonstrations("expert:2", env=minatar_breakout(), seed=0)
+    vectorized = load_demonstrations("expert:2", env=make_vec_env(minatar_breakout, n_envs=2), seed=0)  # under Monitor
+    for demos in (single, vectorized):
+        assert set(np.unique(np.concatenate([episode.observations for episode in demos]))) == {0, 255}
+    model = DQfD("CnnPolicy", minatar_breakout(), demonstrations="expert:2", buffer_size=2_000, pretrain_steps=0, seed=0)
+    assert model.demonstrations[0].observations.max() == 255
+
+
+def test_bool_cells_for_a_uint8_image_space_are_refused(minatar_breakout):
+    bool_cells = record_demonstrations("MinAtar/Breakout-v1", gym.make("MinAtar/Breakout-v1"), n_episodes=1, seed=0)
+    with pytest.raises(TypeError, match=r"observations are bool, but Box\(0, 255, \(10, 10, 4\), uint8\) is a uint8 image"):
+        load_demonstrations(bool_cells, env=minatar_breakout())

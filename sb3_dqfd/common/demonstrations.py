@@ -42,7 +42,10 @@ which is never read (no target bootstraps from a terminal transition); a truncat
 next observation is unknown, and bootstraps from the observation of that step, which is exact. A one-step truncated
 episode is then dropped entirely.
 
-Only array spaces are supported (``Box``, ``Discrete``, ``MultiDiscrete``, ``MultiBinary``), not ``Dict``/``Tuple``.
+Only array spaces are supported (``Box``, ``Discrete``, ``MultiDiscrete``, ``MultiBinary``), and for observations a flat
+``Dict`` of them (each key one of those; nested ``Dict``/``Tuple`` spaces are refused): dict observations are held as a
+dict of arrays, one per key (see :class:`Episode`), by our ``.npz``, Minari datasets, episode dicts, :class:`Episode`
+and :func:`record_demonstrations`; the Stable-Baselines2, D4RL and imitation sources hold array observations only.
 Every warning of this module is one line of text and points at the caller's line outside this package.
 """
 
@@ -58,20 +61,23 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple, SupportsFloat, overload
+from typing import Any, NamedTuple, SupportsFloat, cast, overload
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
 from sb3_dqfd.common.experts import EXPERTS, get_expert
 
 #: Value of the ``format`` entry of the ``.npz`` files written by :func:`save_demonstrations`.
 NPZ_FORMAT = "sb3_dqfd.demonstrations"
-#: Version of that layout; :func:`load_demonstrations` reads this version and older ones.
-NPZ_FORMAT_VERSION = 1
+#: Newest version of that layout; :func:`load_demonstrations` reads this version and older ones. Version 2 added dict
+#: observations; :func:`save_demonstrations` writes version 1 (which older releases read) when the observations are
+#: one array.
+NPZ_FORMAT_VERSION = 2
 
 _SB2_KEYS = ("obs", "actions", "rewards", "episode_starts", "episode_returns")
 _SB2_EPISODE_ENDS = ("auto", "terminated", "truncated")
@@ -80,6 +86,11 @@ _EPISODE_DICT_KEYS = ("observations", "actions", "rewards", "terminated", "trunc
 _MINARI_EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 _EXPERT_PREFIX = "expert:"
 _NUMERIC_KINDS = "biuf"  # bool, signed int, unsigned int, float
+_ARRAY_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+#: The observations of an episode or of transitions: one array ``[steps, *obs_shape]``, or, for a ``Dict`` observation
+#: space, a dict with one array ``[steps, *shape_k]`` per key (the same number of steps under every key).
+ObservationArrays = np.ndarray | dict[str, np.ndarray]
 
 
 class DemonstrationsNotFoundError(FileNotFoundError, ValueError):
@@ -98,7 +109,9 @@ class Episode:
 
     :param observations: observations, shape ``[T + 1, *obs_shape]``: the first one is the reset observation,
         the last one the observation the episode ended on (needed to bootstrap a truncated end; a terminated end is
-        never bootstrapped from, so sources that lack it repeat the one before, see :func:`load_demonstrations`)
+        never bootstrapped from, so sources that lack it repeat the one before, see :func:`load_demonstrations`).
+        For a ``Dict`` observation space, a dict of arrays, one per key, each ``[T + 1, *shape_k]`` (stored as a plain
+        ``dict``); a list of ``T + 1`` per-step dicts is stacked into that form
     :param actions: actions taken, shape ``[T, *action_shape]``
     :param rewards: rewards received, shape ``[T]``
     :param terminated: the episode ended in a terminal state: its last transition does not bootstrap
@@ -106,7 +119,7 @@ class Episode:
         from ``observations[-1]``
     """
 
-    observations: np.ndarray
+    observations: ObservationArrays
     actions: np.ndarray
     rewards: np.ndarray
     terminated: bool
@@ -114,19 +127,9 @@ class Episode:
 
     def __post_init__(self) -> None:
         # Accept array-likes (lists of per-step observations, ...): store them as arrays, dtypes untouched.
-        for name in ("observations", "actions", "rewards"):
-            try:
-                value = np.asarray(getattr(self, name))
-            except ValueError as error:  # ragged lists
-                raise ValueError(f"{name} cannot be stacked into one array (steps of different shapes?): {error}") from None
-            if value.dtype.kind not in _NUMERIC_KINDS:
-                raise TypeError(
-                    f"{name} must be a numeric array, got dtype {value.dtype} "
-                    "(dict and tuple observations or actions are not supported)"
-                )
-            if value.ndim == 0:
-                raise ValueError(f"{name} must have one entry per step, got a scalar")
-            object.__setattr__(self, name, value)
+        object.__setattr__(self, "observations", _observation_arrays(self.observations))
+        for name, note in (("actions", " (dict and tuple actions are not supported)"), ("rewards", "")):
+            object.__setattr__(self, name, _numeric_array(getattr(self, name), name, note))
         for name in ("terminated", "truncated"):
             if np.ndim(getattr(self, name)) != 0:
                 raise ValueError(f"{name} must be a single bool for the whole episode, got {getattr(self, name)!r}")
@@ -134,10 +137,12 @@ class Episode:
         n_steps = len(self.actions)
         if n_steps == 0:
             raise ValueError("An episode must hold at least one transition (got 0 actions)")
-        if len(self.observations) != n_steps + 1:
-            raise ValueError(
-                f"An episode of {n_steps} actions needs {n_steps + 1} observations (T + 1), got {len(self.observations)}"
-            )
+        for name, values in _named_observations(self.observations):
+            if len(values) != n_steps + 1:
+                where = "" if name == "observations" else f" in {name}"
+                raise ValueError(
+                    f"An episode of {n_steps} actions needs {n_steps + 1} observations (T + 1), got {len(values)}{where}"
+                )
         if self.rewards.shape != (n_steps,):
             raise ValueError(f"An episode of {n_steps} actions needs rewards of shape ({n_steps},), got {self.rewards.shape}")
         if self.terminated and self.truncated:
@@ -153,17 +158,125 @@ class Episode:
         return float(self.rewards.sum())
 
 
+def _numeric_array(value: Any, name: str, note: str = "") -> np.ndarray:
+    """
+    :param value: an array-like with one entry per step
+    :param name: what it is (``"actions"``, ``"observations['image']"``), for messages
+    :param note: appended to the message of a non-numeric dtype
+    :return: ``value`` as a numeric array of at least one dimension, dtype untouched
+    """
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # ragged lists
+        raise ValueError(f"{name} cannot be stacked into one array (steps of different shapes?): {error}") from None
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}{note}")
+    if array.ndim == 0:
+        raise ValueError(f"{name} must have one entry per step, got a scalar")
+    return array
+
+
+def _observation_arrays(observations: Any) -> ObservationArrays:
+    """
+    The observations of an episode in their stored form (see :class:`Episode`).
+
+    :param observations: an array-like ``[T + 1, *obs_shape]``, a mapping of them (one per key of a ``Dict`` space)
+        or a sequence of per-step mappings (stacked key by key)
+    :return: one numeric array, or a plain dict of them in the mapping's key order
+    """
+    if isinstance(observations, list | tuple) and len(observations) > 0 and isinstance(observations[0], Mapping):
+        observations = _stack_step_dicts(observations)
+    if not isinstance(observations, Mapping):
+        return _numeric_array(observations, "observations", " (one array, or a dict of arrays for a Dict space)")
+    if len(observations) == 0:
+        raise ValueError("observations is a dict without any key: a Dict observation needs at least one key")
+    arrays = {}
+    for key, values in observations.items():
+        if not isinstance(key, str):
+            raise TypeError(f"observation keys must be strings, got {key!r} ({type(key).__name__})")
+        if isinstance(values, Mapping) or (isinstance(values, list | tuple) and values and isinstance(values[0], Mapping)):
+            raise TypeError(
+                f"observations[{key!r}] is a dict: nested dict observations are not supported (each key of a Dict "
+                "observation must hold one numeric array)"
+            )
+        arrays[key] = _numeric_array(values, f"observations[{key!r}]")
+    return arrays
+
+
+def _stack_step_dicts(steps: Sequence[Any]) -> dict[str, Any]:
+    """Stack per-step observation dicts (what a ``Dict``-space env returns) into one list of values per key."""
+    keys = list(steps[0])
+    for index, step in enumerate(steps):
+        if not isinstance(step, Mapping):
+            raise TypeError(f"observations: step {index} is a {type(step).__name__}, expected a dict like step 0")
+        if set(step) != set(keys):
+            raise ValueError(f"observations: step {index}: {_key_mismatch(list(step), keys, 'step 0')}")
+    return {key: [step[key] for step in steps] for key in keys}
+
+
+def _named_observations(observations: ObservationArrays) -> list[tuple[str, np.ndarray]]:
+    """Each array of ``observations`` with its name for messages: ``observations``, or ``observations['key']``."""
+    if isinstance(observations, dict):
+        return [(f"observations[{key!r}]", values) for key, values in observations.items()]
+    return [("observations", observations)]
+
+
+def _describe_observations(observations: ObservationArrays) -> str:
+    """How ``observations`` are laid out, for messages: ``one array of shape (4,) per step``, ``a dict of arrays ...``."""
+    if isinstance(observations, dict):
+        return f"a dict of arrays with the keys {list(observations)}"
+    return f"one array of shape {observations.shape[1:]} per step"
+
+
+def _key_mismatch(found: list[str], expected: list[str], expected_name: str) -> str:
+    """
+    :param found: the keys found
+    :param expected: the keys expected
+    :param expected_name: whose keys they are, e.g. ``"the observation space"``
+    :return: the message: ``observation keys [...] do not match <expected_name>'s keys [...] (missing 'x', unexpected 'y')``
+    """
+    missing = [key for key in expected if key not in found]
+    unexpected = [key for key in found if key not in expected]
+    details = [
+        f"{label} {', '.join(map(repr, keys))}" for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys
+    ]
+    return f"observation keys {found} do not match {expected_name}'s keys {expected} ({', '.join(details)})"
+
+
+def _map_observations(observations: ObservationArrays, function: Callable[[np.ndarray], np.ndarray]) -> ObservationArrays:
+    """Apply ``function`` to the array, or to each array of a dict (same keys, same order)."""
+    if isinstance(observations, dict):
+        return {key: function(values) for key, values in observations.items()}
+    return function(observations)
+
+
+def _concatenate_observations(parts: Sequence[ObservationArrays]) -> ObservationArrays:
+    """
+    Lay observations end to end along their first axis.
+
+    :param parts: all arrays, or all dicts with the keys of the first one (checked by :class:`Demonstrations`)
+    :return: one array, or one array per key in the first part's key order
+    """
+    first = parts[0]
+    if isinstance(first, dict):
+        dicts = cast(Sequence[dict[str, np.ndarray]], parts)
+        return {key: np.concatenate([part[key] for part in dicts]) for key in first}
+    return np.concatenate(cast(Sequence[np.ndarray], parts))
+
+
 class Transitions(NamedTuple):
     """
     All transitions of a :class:`Demonstrations`, episodes laid end to end (flat, in episode order).
 
     ``N`` is the number of transitions. ``terminations[i]`` is True only on the last step of an episode that ended by
     termination (no bootstrap); ``episode_ends[i]`` is True on the last step of every episode (terminated or not), so
-    an n-step window starting in one episode never reads into the next.
+    an n-step window starting in one episode never reads into the next. With dict observations (``Dict`` observation
+    space), ``observations`` and ``next_observations`` are dicts with one array ``[N, *shape_k]`` per key, in the key
+    order of the observation space (of the first episode when no space is known).
     """
 
-    observations: np.ndarray  # [N, *obs_shape]
-    next_observations: np.ndarray  # [N, *obs_shape]
+    observations: ObservationArrays  # [N, *obs_shape], or {key: [N, *shape_k]}
+    next_observations: ObservationArrays  # [N, *obs_shape], or {key: [N, *shape_k]}
     actions: np.ndarray  # [N, *action_shape]
     rewards: np.ndarray  # [N], float32
     terminations: np.ndarray  # [N], bool
@@ -176,10 +289,11 @@ class Demonstrations(Sequence[Episode]):
 
     Build one with :func:`sb3_dqfd.load_demonstrations` (any supported format) or
     :func:`sb3_dqfd.record_demonstrations`. On construction every episode is checked (no NaN or inf in
-    observations, actions or rewards; the same observation and action shape in every episode) and, when the spaces
-    are given, conformed to them (see :meth:`validate`): Discrete actions become ``int64`` of shape ``[T]`` (an
-    ``[T, 1]`` column is accepted), Box actions ``float32``, observations take the space's dtype, rewards stay
-    ``float32``/``float64`` (other dtypes become ``float64``).
+    observations, actions or rewards; the same observation and action shape in every episode, and for dict
+    observations the same keys with the same shape each) and, when the spaces are given, conformed to them (see
+    :meth:`validate`): Discrete actions become ``int64`` of shape ``[T]`` (an ``[T, 1]`` column is accepted), Box
+    actions ``float32``, observations take the space's dtype (for a ``Dict`` space, each key its subspace's, and the
+    dict takes the space's key order), rewards stay ``float32``/``float64`` (other dtypes become ``float64``).
 
     :param episodes: the episodes, at least one
     :param observation_space: the observation space the episodes were recorded in, if known
@@ -209,7 +323,9 @@ class Demonstrations(Sequence[Episode]):
         Check that every episode fits the given spaces; raise otherwise.
 
         Observations must have the space's shape and a dtype that converts to the space's dtype without changing
-        kind (float data for an integer space is refused; integer observations must lie in the space's bounds).
+        kind (float data for an integer space is refused; integer observations must lie in the space's bounds). For a
+        ``Dict`` observation space (flat: no ``Dict`` or ``Tuple`` inside), the observations must be a dict with
+        exactly the space's keys, each checked against its subspace that way.
         Actions must have the space's shape (a trailing axis of size 1 is accepted for Discrete), be integers for
         Discrete/MultiDiscrete/MultiBinary and lie inside the space (bounds included for Box). Float observation
         values are not checked against Box bounds. To get a copy conformed to the spaces (dtypes normalized), use
@@ -218,8 +334,9 @@ class Demonstrations(Sequence[Episode]):
 
         :param observation_space: the observation space the episodes must fit
         :param action_space: the action space the episodes must fit
-        :raises TypeError: a space type is not supported, or a dtype does not fit
-        :raises ValueError: a shape or a value does not fit; the message names the episode and step
+        :raises TypeError: a space type is not supported, a dtype does not fit, or one array of observations meets a
+            ``Dict`` space (a dict of them a non-``Dict`` one)
+        :raises ValueError: a shape, a value or the observation keys do not fit; the message names the episode and step
         """
         for index, episode in enumerate(self.episodes):
             _conform_episode(episode, index, self.episodes[0], observation_space, action_space)
@@ -269,8 +386,12 @@ class Demonstrations(Sequence[Episode]):
             end[-1] = True
             termination[-1] = episode.terminated
         return Transitions(
-            observations=np.concatenate([episode.observations[:-1] for episode in self.episodes]),
-            next_observations=np.concatenate([episode.observations[1:] for episode in self.episodes]),
+            observations=_concatenate_observations(
+                [_map_observations(episode.observations, lambda values: values[:-1]) for episode in self.episodes]
+            ),
+            next_observations=_concatenate_observations(
+                [_map_observations(episode.observations, lambda values: values[1:]) for episode in self.episodes]
+            ),
             actions=np.concatenate([episode.actions for episode in self.episodes]),
             rewards=np.concatenate([episode.rewards for episode in self.episodes]).astype(np.float32),
             terminations=np.concatenate(terminations),
@@ -326,17 +447,18 @@ def _conform_episode(
     :return: the conformed episode
     """
     where = f"episode {index}"
-    for name in ("observations", "actions", "rewards"):
-        _check_finite(getattr(episode, name), name, where)
-    observations, actions = episode.observations, episode.actions
+    for name, values in [
+        *_named_observations(episode.observations),
+        ("actions", episode.actions),
+        ("rewards", episode.rewards),
+    ]:
+        _check_finite(values, name, where)
+    actions = episode.actions
     rewards = episode.rewards if episode.rewards.dtype in (np.float32, np.float64) else episode.rewards.astype(np.float64)
     if observation_space is not None:
-        observations = _conform_values(observations, observation_space, "observations", where)
-    elif observations.shape[1:] != reference.observations.shape[1:]:
-        raise ValueError(
-            f"{where}: observations have shape {observations.shape[1:]} per step, "
-            f"episode 0 has {reference.observations.shape[1:]}"
-        )
+        observations = _conform_observations(episode.observations, observation_space, where)
+    else:
+        observations = _match_reference(episode.observations, reference.observations, where)
     if action_space is not None:
         actions = _conform_values(actions, action_space, "actions", where)
     elif actions.shape[1:] != reference.actions.shape[1:]:
@@ -346,58 +468,155 @@ def _conform_episode(
     return replace(episode, observations=observations, actions=actions, rewards=rewards)
 
 
-def _conform_values(values: np.ndarray, space: spaces.Space, name: str, where: str) -> np.ndarray:
+def _dict_subspaces(space: spaces.Dict, name: str) -> dict[str, spaces.Space]:
+    """
+    The subspaces of a flat ``Dict`` space, in its key order; raise if one is not an array space.
+
+    :param space: the ``Dict`` space
+    :param name: whose space it is, for messages (``"observation"``)
+    :return: the subspace of each key
+    """
+    if len(space.spaces) == 0:
+        raise ValueError(f"the {name} space is a Dict without any key: it needs at least one")
+    for key, subspace in space.spaces.items():
+        if not isinstance(subspace, _ARRAY_SPACES):
+            raise TypeError(
+                f"the {name} space's key {key!r} is a {type(subspace).__name__} space: nested Dict and Tuple spaces are "
+                f"not supported (each key of a Dict {name} space must be a Box, Discrete, MultiDiscrete or MultiBinary)"
+            )
+    return dict(space.spaces)
+
+
+def _conform_observations(observations: ObservationArrays, space: spaces.Space, where: str) -> ObservationArrays:
+    """
+    Check the observations of one episode against the observation space and convert them to its dtypes.
+
+    :param observations: one array, or a dict of arrays for a ``Dict`` space
+    :param space: the observation space
+    :param where: the episode, for messages
+    :return: the converted observations; a dict in the space's key order
+    """
+    if isinstance(space, spaces.Dict):
+        subspaces = _dict_subspaces(space, "observation")
+        if not isinstance(observations, dict):
+            raise TypeError(
+                f"{where}: observations are {_describe_observations(observations)}, but {space} needs a dict of "
+                f"arrays with the keys {list(subspaces)} (one array is not supported for a Dict observation space)"
+            )
+        if set(observations) != set(subspaces):
+            raise ValueError(f"{where}: {_key_mismatch(list(observations), list(subspaces), 'the observation space')}")
+        return {
+            key: _conform_values(observations[key], subspace, "observations", where, key)
+            for key, subspace in subspaces.items()
+        }
+    if isinstance(observations, dict):
+        raise TypeError(
+            f"{where}: observations are {_describe_observations(observations)}, but {space} needs one array "
+            "(dict observations need a Dict observation space)"
+        )
+    return _conform_values(observations, space, "observations", where)
+
+
+def _match_reference(observations: ObservationArrays, reference: ObservationArrays, where: str) -> ObservationArrays:
+    """
+    Without an observation space: check that an episode's observations are laid out as those of episode 0.
+
+    :param observations: the episode's observations
+    :param reference: those of episode 0
+    :param where: the episode, for messages
+    :return: the observations; a dict in the key order of episode 0
+    """
+    if isinstance(observations, dict) and isinstance(reference, dict):
+        if set(observations) != set(reference):
+            raise ValueError(f"{where}: {_key_mismatch(list(observations), list(reference), 'episode 0')}")
+        for key, values in reference.items():
+            if observations[key].shape[1:] != values.shape[1:]:
+                raise ValueError(
+                    f"{where}: observations[{key!r}] have shape {observations[key].shape[1:]} per step, "
+                    f"episode 0 has {values.shape[1:]}"
+                )
+        return {key: observations[key] for key in reference}
+    if isinstance(observations, dict) or isinstance(reference, dict):
+        raise TypeError(
+            f"{where}: observations are {_describe_observations(observations)}, "
+            f"episode 0 has {_describe_observations(reference)}"
+        )
+    if observations.shape[1:] != reference.shape[1:]:
+        raise ValueError(
+            f"{where}: observations have shape {observations.shape[1:]} per step, episode 0 has {reference.shape[1:]}"
+        )
+    return observations
+
+
+def _conform_values(values: np.ndarray, space: spaces.Space, name: str, where: str, key: str | None = None) -> np.ndarray:
     """
     Check per-step ``values`` (shape ``[T, ...]``) against ``space`` and convert them to the canonical dtype.
 
-    :param values: observations or actions of one episode
+    :param values: observations or actions of one episode (for a ``Dict`` space, those of one key)
     :param space: the space they must belong to
-    :param name: ``"observations"`` or ``"actions"``, for messages
+    :param name: ``"observations"`` or ``"actions"``
     :param where: the episode, for messages
+    :param key: the key of a ``Dict`` observation space they belong to, for messages
     :return: the converted values
     """
-    if not isinstance(space, spaces.Box | spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
+    if not isinstance(space, _ARRAY_SPACES):
         raise TypeError(
-            f"{type(space).__name__} {name[:-1]} spaces are not supported (only Box, Discrete, MultiDiscrete and MultiBinary)"
+            f"{type(space).__name__} {name[:-1]} spaces are not supported (only Box, Discrete, MultiDiscrete and MultiBinary"
+            + (", and for observations a Dict of them)" if name == "observations" else ")")
         )
+    label = name if key is None else f"{name}[{key!r}]"
     if isinstance(space, spaces.Discrete) and values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]  # SB2 and others store Discrete values as a [T, 1] column
     if values.shape[1:] != space.shape:
-        raise ValueError(f"{where}: {name} have shape {values.shape[1:]} per step, but {space} expects {space.shape}")
+        raise ValueError(f"{where}: {label} have shape {values.shape[1:]} per step, but {space} expects {space.shape}")
     if isinstance(space, spaces.Box):
-        return _conform_box(values, space, name, where)
+        return _conform_box(values, space, name, where, key)
     if values.dtype.kind not in "biu":
-        raise TypeError(f"{where}: {name} must be integers for {space}, got dtype {values.dtype}")
+        raise TypeError(f"{where}: {label} must be integers for {space}, got dtype {values.dtype}")
     if isinstance(space, spaces.Discrete):
         low, high = np.asarray(space.start), np.asarray(space.start + space.n - 1)
     elif isinstance(space, spaces.MultiDiscrete):
         low, high = space.start, space.start + space.nvec - 1
     else:
         low, high = np.zeros(space.shape, dtype=np.int64), np.ones(space.shape, dtype=np.int64)
-    _check_bounds(values, low, high, space, name, where)
+    _check_bounds(values, low, high, space, _singular(name, key), where)
     # Discrete spaces keep their values as int64 in gymnasium and in SB3's replay buffers
     return values.astype(np.int64 if isinstance(space, spaces.Discrete) else space.dtype)
 
 
-def _conform_box(values: np.ndarray, space: spaces.Box, name: str, where: str) -> np.ndarray:
+def _conform_box(values: np.ndarray, space: spaces.Box, name: str, where: str, key: str | None) -> np.ndarray:
     target = np.dtype(space.dtype)
     if name == "actions" and target.kind == "f":
         target = np.dtype(np.float32)  # as SB3's replay buffers store them
     # Any numeric data fits a float space; only integers (bounds-checked below) fit an integer space
     if values.dtype.kind not in ("biuf" if target.kind == "f" else "biu"):
-        raise TypeError(f"{where}: {name} of dtype {values.dtype} do not fit {space} (dtype {space.dtype})")
+        label = name if key is None else f"{name}[{key!r}]"
+        raise TypeError(f"{where}: {label} of dtype {values.dtype} do not fit {space} (dtype {space.dtype})")
+    if values.dtype == np.bool_ and is_image_space(space, check_channels=False):
+        # True would become 1 of 255: near-black images that pass every other check
+        label = name if key is None else f"{name}[{key!r}]"
+        raise TypeError(
+            f"{where}: {label} are bool, but {space} is a uint8 image space (0..255): record them through the same "
+            "wrappers as the env (e.g. sb3_dqfd.wrappers.MinAtarImage, which maps True to 255)"
+        )
     # Actions must be inside the space; so must integer observations (a cast would wrap them around).
     # Float observations are not bounds-checked: nothing downstream relies on their bounds.
     if name == "actions" or target.kind in "iu":
-        _check_bounds(values, space.low, space.high, space, name, where)
+        _check_bounds(values, space.low, space.high, space, _singular(name, key), where)
     return values.astype(target)
 
 
-def _check_bounds(values: np.ndarray, low: np.ndarray, high: np.ndarray, space: spaces.Space, name: str, where: str) -> None:
+def _singular(name: str, key: str | None) -> str:
+    """One step's name in messages: ``action``, ``observation``, ``observation['image']``."""
+    return name[:-1] if key is None else f"{name[:-1]}[{key!r}]"
+
+
+def _check_bounds(values: np.ndarray, low: np.ndarray, high: np.ndarray, space: spaces.Space, what: str, where: str) -> None:
+    """:param what: one step's name (see :func:`_singular`), for messages"""
     bad = (values < low) | (values > high)
     if bad.any():
         step = _first_bad_step(bad)
-        raise ValueError(f"{where}, step {step}: {name[:-1]} {values[step].tolist()} is outside {space}")
+        raise ValueError(f"{where}, step {step}: {what} {values[step].tolist()} is outside {space}")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -411,9 +630,9 @@ def _as_policy(expert: Any, deterministic: bool, vectorized: bool = False) -> Ca
 
     :param expert: an object with ``predict`` (SB3 model), a callable ``obs -> action`` or a built-in expert's name
     :param deterministic: passed to ``predict``
-    :param vectorized: ``act`` takes a batch, one row per env: observations ``[n_envs, *obs_shape]`` and episode
-        starts ``[n_envs]``, and returns actions ``[n_envs, *action_shape]``. SB3 models predict the batch at once; a
-        callable is called once per env
+    :param vectorized: ``act`` takes a batch, one row per env: observations ``[n_envs, *obs_shape]`` (for a ``Dict``
+        space, a dict of them) and episode starts ``[n_envs]``, and returns actions ``[n_envs, *action_shape]``. SB3
+        models predict the batch at once; a callable is called once per env, on that env's observation
     :return: the acting function
     """
     if isinstance(expert, str):
@@ -434,7 +653,9 @@ def _as_policy(expert: Any, deterministic: bool, vectorized: bool = False) -> Ca
         return lambda observation, episode_start: expert.predict(observation, deterministic=deterministic)[0]
     if callable(expert):
         if vectorized:
-            return lambda observations, episode_starts: np.stack([np.asarray(expert(row)) for row in observations])
+            return lambda observations, episode_starts: np.stack(
+                [np.asarray(expert(_env_observation(observations, index))) for index in range(len(episode_starts))]
+            )
         return lambda observation, episode_start: expert(observation)
     raise TypeError(
         f"expert must be an SB3 model (with .predict), a callable obs -> action or a built-in expert's name, "
@@ -477,7 +698,10 @@ def record_demonstrations(
     Episodes end when the environment terminates or truncates them (``gym.make`` adds the registered
     ``TimeLimit``); a time-limit end is recorded as truncated, so it bootstraps. An episode that both terminates
     and truncates on the same step is recorded as terminated. Box actions are clipped to the action space before the
-    step, as SB3 does in its rollouts, so the stored action is the one the environment executed.
+    step, as SB3 does in its rollouts, so the stored action is the one the environment executed. With a ``Dict``
+    observation space (flat: each key a Box, Discrete, MultiDiscrete or MultiBinary) the observations are recorded
+    key by key (see :class:`Episode`); the expert gets them as the environment returns them (a dict, in a VecEnv a
+    dict of ``[n_envs, ...]`` arrays).
 
     In a VecEnv (with its wrappers: ``VecFrameStack``, ``VecTransposeImage``, ...; ``make_atari_env`` pipelines) the
     observations, actions and rewards are recorded as its wrappers return them, so the demonstrations are what an
@@ -555,7 +779,10 @@ def _record_episode(act: Callable[[Any, Any], Any], env: gym.Env, index: int, se
         observations.append(observation)
         actions.append(action)
         rewards.append(reward)
-    return Episode(np.array(observations), np.array(actions), np.array(rewards), terminated, truncated and not terminated)
+    # Per-step dicts of a Dict observation space are stacked key by key
+    return Episode(
+        _observation_arrays(observations), np.array(actions), np.array(rewards), terminated, truncated and not terminated
+    )
 
 
 def _check_recordable(venv: VecEnv) -> None:
@@ -566,12 +793,16 @@ def _check_recordable(venv: VecEnv) -> None:
             "stored observations drift: record in the same VecEnv without VecNormalize (DQfD stores demonstrations "
             "un-normalized, and VecNormalize normalizes them when they are sampled)"
         )
+    if isinstance(venv.observation_space, spaces.Dict):
+        with _located("record_demonstrations: the VecEnv"):
+            _dict_subspaces(venv.observation_space, "observation")
     for name in ("observation", "action"):
         space = getattr(venv, f"{name}_space")
-        if not isinstance(space, spaces.Box | spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
+        if not isinstance(space, _ARRAY_SPACES) and not (name == "observation" and isinstance(space, spaces.Dict)):
             raise TypeError(
                 f"record_demonstrations: the VecEnv has a {type(space).__name__} {name} space, not supported "
-                "(only Box, Discrete, MultiDiscrete and MultiBinary)"
+                "(only Box, Discrete, MultiDiscrete and MultiBinary"
+                + (", and a Dict of them)" if name == "observation" else ")")
             )
 
 
@@ -593,9 +824,9 @@ def _record_vec_env(
     recorded: list[list[Episode]] = [[] for _ in range(n_envs)]
     if seed is not None:
         venv.seed(seed)  # used at the next reset only
-    observations = np.asarray(venv.reset())  # [n_envs, *obs_shape]
+    observations = _batch_observations(venv.reset())  # [n_envs, *obs_shape], or {key: [n_envs, *shape_k]}
     # Each env's running episode. Observations are copied: a VecEnv may reuse its buffers (SB3's buffers copy too)
-    steps = [_Steps([np.array(observation)]) for observation in observations]
+    steps = [_Steps([_env_observation(observations, index)]) for index in range(n_envs)]
     episode_starts = np.ones(n_envs, dtype=bool)  # [n_envs]
     n_steps = 0
     while any(len(episodes) < quota for episodes, quota in zip(recorded, quotas, strict=True)):
@@ -606,27 +837,41 @@ def _record_vec_env(
             next_observations, rewards, dones, infos = venv.step(actions)
         except AssertionError as error:  # gymnasium's classic-control envs assert that the action is valid
             raise ValueError(f"step {n_steps}: the VecEnv rejected the expert's actions {actions!r}: {error}") from error
-        observations = np.asarray(next_observations)  # after a done: the first observation of the env's next episode
+        observations = _batch_observations(next_observations)  # after a done: the first observation of the next episode
         for index in range(n_envs):
             steps[index].actions.append(actions[index])
             steps[index].rewards.append(rewards[index])
             if not dones[index]:
-                steps[index].observations.append(np.array(observations[index]))
+                steps[index].observations.append(_env_observation(observations, index))
                 continue
             if len(recorded[index]) < quotas[index]:
                 recorded[index].append(steps[index].finish(infos[index], index))
                 advance()
-            steps[index] = _Steps([np.array(observations[index])])
+            steps[index] = _Steps([_env_observation(observations, index)])
         episode_starts = dones
         n_steps += 1
     return [episode for episodes in recorded for episode in episodes]
+
+
+def _batch_observations(observations: Any) -> ObservationArrays:
+    """A VecEnv's observations as arrays ``[n_envs, ...]``: one, or a dict of them for a ``Dict`` space (SB3's layout)."""
+    if isinstance(observations, Mapping):
+        return {key: np.asarray(values) for key, values in observations.items()}
+    return np.asarray(observations)
+
+
+def _env_observation(observations: ObservationArrays, index: int) -> ObservationArrays:
+    """A copy of the observation of env ``index`` in a batch (see :func:`_batch_observations`)."""
+    if isinstance(observations, dict):
+        return {key: np.array(values[index]) for key, values in observations.items()}
+    return np.array(observations[index])
 
 
 @dataclass
 class _Steps:
     """The steps so far of one env's running episode, while a VecEnv is recorded."""
 
-    observations: list[np.ndarray]
+    observations: list[ObservationArrays]
     actions: list[Any] = field(default_factory=list)
     rewards: list[Any] = field(default_factory=list)
 
@@ -642,8 +887,11 @@ class _Steps:
                 "(SB3's VecEnvs and wrappers keep the final observation there)"
             )
         truncated = bool(info.get("TimeLimit.truncated", False))
+        # A dict for a Dict observation space: the per-step dicts are stacked key by key
         observations = [*self.observations, info["terminal_observation"]]
-        return Episode(np.array(observations), np.array(self.actions), np.array(self.rewards), not truncated, truncated)
+        return Episode(
+            _observation_arrays(observations), np.array(self.actions), np.array(self.rewards), not truncated, truncated
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -652,9 +900,27 @@ class _Steps:
 
 
 def _space_to_arrays(space: spaces.Space, prefix: str) -> dict[str, np.ndarray]:
-    """Describe a space with plain arrays: a JSON string (type, dtype, n, ...) and the array attributes."""
+    """
+    Describe a space with plain arrays: a JSON string (type, dtype, n, ...) under ``prefix`` and the array attributes
+    under ``<prefix>_low``, .... A flat ``Dict`` lists its keys in its JSON (``{"type": "Dict", "keys": [...]}``) and
+    describes each subspace the same way under ``<prefix>.<key>``.
+    """
+    if isinstance(space, spaces.Dict):
+        arrays = {prefix: np.array(json.dumps({"type": "Dict", "keys": list(space.spaces)}))}
+        writers: dict[str, str] = {}  # the key that wrote each array
+        for key, subspace in _dict_subspaces(space, prefix.removesuffix("_space")).items():
+            described = _space_to_arrays(subspace, f"{prefix}.{key}")
+            for name in described:
+                if name in writers:  # keys "x" (a Box) and "x_low" would both write "<prefix>.x_low"
+                    raise ValueError(
+                        f"cannot save the Dict space: its keys {writers[name]!r} and {key!r} would both write the array "
+                        f"{name!r}; rename one of them"
+                    )
+                writers[name] = key
+            arrays |= described
+        return arrays
     description: dict[str, Any] = {"type": type(space).__name__, "dtype": str(space.dtype)}
-    arrays: dict[str, np.ndarray] = {}
+    arrays = {}
     if isinstance(space, spaces.Box):
         arrays = {f"{prefix}_low": space.low, f"{prefix}_high": space.high}
     elif isinstance(space, spaces.Discrete):
@@ -664,27 +930,64 @@ def _space_to_arrays(space: spaces.Space, prefix: str) -> dict[str, np.ndarray]:
     elif isinstance(space, spaces.MultiBinary):
         description["n"] = np.asarray(space.n).tolist()
     else:
-        raise TypeError(f"cannot save a {type(space).__name__} space (only Box, Discrete, MultiDiscrete and MultiBinary)")
+        raise TypeError(
+            f"cannot save a {type(space).__name__} space (only Box, Discrete, MultiDiscrete and MultiBinary, "
+            "and a Dict of them for observations)"
+        )
     return {prefix: np.array(json.dumps(description)), **arrays}
 
 
-def _space_from_arrays(data: Mapping[str, np.ndarray], prefix: str, where: str) -> spaces.Space | None:
+def _space_from_arrays(data: Mapping[str, np.ndarray], prefix: str, where: str, nested: bool = False) -> spaces.Space | None:
+    """
+    Read back a space written by :func:`_space_to_arrays`.
+
+    :param data: the arrays of the file
+    :param prefix: the key of its JSON description
+    :param where: the file, for messages
+    :param nested: it is a subspace of a ``Dict``, which cannot be a ``Dict`` itself
+    :return: the space; None if the file has none under ``prefix``
+    """
     if prefix not in data:
         return None
     try:
         description = json.loads(str(data[prefix]))
-        kind, dtype = description["type"], description["dtype"]
-        if kind == "Box":
-            return spaces.Box(data[f"{prefix}_low"], data[f"{prefix}_high"], dtype=dtype)
-        if kind == "Discrete":
+        kind = description["type"]
+        if kind == "Dict" and not nested:
+            keys = description["keys"]
+            if (
+                not isinstance(keys, list)
+                or not keys
+                or not all(isinstance(key, str) for key in keys)
+                or len(set(keys)) < len(keys)
+            ):
+                raise ValueError(f"'keys' must be a non-empty list of distinct strings, got {keys!r}")
+        elif kind == "Box":
+            return spaces.Box(data[f"{prefix}_low"], data[f"{prefix}_high"], dtype=description["dtype"])
+        elif kind == "Discrete":
             return spaces.Discrete(description["n"], start=description["start"])
-        if kind == "MultiDiscrete":
-            return spaces.MultiDiscrete(data[f"{prefix}_nvec"], dtype=dtype, start=data[f"{prefix}_start"])
-        if kind == "MultiBinary":
+        elif kind == "MultiDiscrete":
+            return spaces.MultiDiscrete(data[f"{prefix}_nvec"], dtype=description["dtype"], start=data[f"{prefix}_start"])
+        elif kind == "MultiBinary":
             return spaces.MultiBinary(description["n"])
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{where}: key {prefix!r}: the space description cannot be read ({error!r})") from None
-    raise ValueError(f"{where}: key {prefix!r}: unknown space type {kind!r}")
+    if kind != "Dict":
+        raise ValueError(f"{where}: key {prefix!r}: unknown space type {kind!r}")
+    if nested:
+        raise ValueError(f"{where}: key {prefix!r}: a Dict inside a Dict space: nested Dict spaces are not supported")
+    subspaces = []
+    for key in keys:
+        subspace = _space_from_arrays(data, f"{prefix}.{key}", where, nested=True)
+        if subspace is None:
+            raise ValueError(f"{where}: key {prefix!r} lists the key {key!r}, but the file has no {f'{prefix}.{key}'!r}")
+        subspaces.append((key, subspace))
+    space = spaces.Dict(subspaces)  # in the order of the file (a sequence of pairs is not sorted)
+    # An entry of a key the description does not list: the file was not written by save_demonstrations
+    written = _space_to_arrays(space, prefix)
+    unlisted = [name for name in data if name.startswith(f"{prefix}.") and name not in written]
+    if unlisted:
+        raise ValueError(f"{where}: key(s) {unlisted} belong to no key listed in {prefix!r} {keys}")
+    return space
 
 
 def save_demonstrations(demos: Demonstrations, path: str | os.PathLike) -> None:
@@ -692,22 +995,41 @@ def save_demonstrations(demos: Demonstrations, path: str | os.PathLike) -> None:
     Write demonstrations to a compressed ``.npz`` file that loads with ``np.load(path, allow_pickle=False)``.
 
     The file is written at ``path`` exactly (no suffix added); missing parent folders are created, as SB3's
-    ``save`` does. Layout (format version 1): ``format`` and
-    ``format_version`` (markers); ``observations`` ``[sum(T + 1), *obs_shape]``, ``actions`` ``[sum(T), ...]``
-    and ``rewards`` ``[sum(T)]``, episodes end to end; ``episode_lengths`` (``T`` of each episode),
-    ``terminated`` and ``truncated`` (one flag per episode); the spaces, when known, as a JSON string under
-    ``observation_space``/``action_space`` plus their arrays (``<space>_low``, ``<space>_high`` for Box,
-    ``<space>_nvec``, ``<space>_start`` for MultiDiscrete).
+    ``save`` does. Layout: ``format`` and ``format_version`` (markers); ``observations`` ``[sum(T + 1), *obs_shape]``,
+    ``actions`` ``[sum(T), ...]`` and ``rewards`` ``[sum(T)]``, episodes end to end; ``episode_lengths`` (``T`` of
+    each episode), ``terminated`` and ``truncated`` (one flag per episode); the spaces, when known, as a JSON string
+    under ``observation_space``/``action_space`` plus their arrays (``<space>_low``, ``<space>_high`` for Box,
+    ``<space>_nvec``, ``<space>_start`` for MultiDiscrete). That is format version 1, written when the observations
+    are one array.
+
+    Dict observations (a ``Dict`` observation space) are written as format version 2, which differs in two ways:
+
+    - instead of ``observations``, ``observation_keys`` (the keys, a 1-D string array, in the order of the
+      observations) and one array per key, ``observations.<key>`` ``[sum(T + 1), *shape_k]``, episodes end to end;
+    - the ``Dict`` space's JSON under ``observation_space`` is ``{"type": "Dict", "keys": [...]}``, and each subspace
+      is described as a space above under ``observation_space.<key>`` (with ``observation_space.<key>_low``, ...).
+
+    :param demos: the demonstrations to write
+    :param path: where to write them
+    :raises ValueError: two keys of a ``Dict`` space would write the same array (keys ``"x"`` and ``"x_low"``)
 
     :param demos: the demonstrations to write
     :param path: where to write them
     """
     if not isinstance(demos, Demonstrations):
         raise TypeError(f"save_demonstrations takes a Demonstrations, got {type(demos).__name__}")
+    observations = _concatenate_observations([episode.observations for episode in demos])
+    if isinstance(observations, dict):
+        # Plain string arrays load without pickle; the keys are listed so that a missing one is noticed
+        observation_arrays = {"observation_keys": np.array(list(observations), dtype=str)}
+        observation_arrays |= {f"observations.{key}": values for key, values in observations.items()}
+    else:
+        observation_arrays = {"observations": observations}
     arrays: dict[str, np.ndarray] = {
         "format": np.array(NPZ_FORMAT),
-        "format_version": np.array(NPZ_FORMAT_VERSION),
-        "observations": np.concatenate([episode.observations for episode in demos]),
+        # Version 1 still describes files of array observations: releases that read only version 1 read them
+        "format_version": np.array(2 if isinstance(observations, dict) else 1),
+        **observation_arrays,
         "actions": np.concatenate([episode.actions for episode in demos]),
         "rewards": np.concatenate([episode.rewards for episode in demos]),
         "episode_lengths": demos.episode_lengths,
@@ -771,8 +1093,33 @@ def _split_points(lengths: np.ndarray) -> np.ndarray:
     return np.cumsum(lengths)[:-1]
 
 
+def _npz_observation_keys(data: Mapping[str, np.ndarray], where: str) -> list[str] | None:
+    """
+    The observation keys of our ``.npz`` (dict observations, format version 2), checked against its arrays.
+
+    :return: the keys; None for a file of one ``observations`` array
+    """
+    stored = [name for name in data if name.startswith("observations.")]
+    if "observation_keys" not in data:
+        if stored:
+            raise ValueError(f"{where}: key(s) {stored} need the key 'observation_keys' listing the observation keys")
+        return None
+    listed = data["observation_keys"]
+    if listed.ndim != 1 or listed.dtype.kind != "U" or len(listed) == 0 or len(set(listed.tolist())) != len(listed):
+        raise ValueError(f"{where}: key 'observation_keys' must be a non-empty 1-D array of distinct strings, got {listed!r}")
+    keys = [str(key) for key in listed]
+    if "observations" in data:
+        raise ValueError(f"{where}: the file has both 'observations' and 'observation_keys': expected one of them")
+    unlisted = [name for name in stored if name.removeprefix("observations.") not in keys]
+    if unlisted:
+        raise ValueError(f"{where}: key(s) {unlisted} are not listed in 'observation_keys' {keys}")
+    return keys
+
+
 def _episodes_from_npz(data: Mapping[str, np.ndarray], where: str) -> list[Episode]:
-    keys = ("format_version", "observations", "actions", "rewards", "episode_lengths", "terminated", "truncated")
+    observation_keys = _npz_observation_keys(data, where)
+    observation_names = ["observations"] if observation_keys is None else [f"observations.{key}" for key in observation_keys]
+    keys = ("format_version", *observation_names, "actions", "rewards", "episode_lengths", "terminated", "truncated")
     _require(data, keys, where, "sb3_dqfd")
     version = data["format_version"]
     if version.shape != () or version.dtype.kind not in "iu" or not 1 <= version <= NPZ_FORMAT_VERSION:
@@ -786,7 +1133,7 @@ def _episodes_from_npz(data: Mapping[str, np.ndarray], where: str) -> list[Episo
     if (lengths < 1).any():
         raise ValueError(f"{where}: episode {int(np.argmax(lengths < 1))} has length {lengths.min()}: episodes need >= 1 step")
     expected = {
-        "observations": int(lengths.sum()) + n_episodes,
+        **{name: int(lengths.sum()) + n_episodes for name in observation_names},
         "actions": int(lengths.sum()),
         "rewards": int(lengths.sum()),
         "terminated": n_episodes,
@@ -797,7 +1144,13 @@ def _episodes_from_npz(data: Mapping[str, np.ndarray], where: str) -> list[Episo
             raise ValueError(
                 f"{where}: key {key!r} has {len(np.atleast_1d(data[key]))} entries, episode_lengths imply {length}"
             )
-    observations = np.split(data["observations"], _split_points(lengths + 1))
+    # Each observation array [sum(T + 1), ...] cut into episodes [T + 1, ...]
+    points = _split_points(lengths + 1)
+    if observation_keys is None:
+        observations: list[Any] = np.split(data["observations"], points)
+    else:
+        per_key = {key: np.split(data[f"observations.{key}"], points) for key in observation_keys}
+        observations = [{key: per_key[key][index] for key in observation_keys} for index in range(n_episodes)]
     actions = np.split(data["actions"], _split_points(lengths))
     rewards = np.split(data["rewards"], _split_points(lengths))
     return [
@@ -1104,10 +1457,14 @@ def _episodes_from_d4rl(data: Mapping[str, Any], where: str) -> list[Episode]:
 
 
 def _episodes_from_minari(dataset: Any, where: str) -> list[Episode]:
+    """Read a Minari dataset; it stores the observations of a ``Dict`` space as a dict of arrays ``[T + 1, ...]``."""
     episodes = []
     for index, data in enumerate(dataset.iterate_episodes()):
-        if isinstance(data.observations, dict | tuple) or isinstance(data.actions, dict | tuple):
-            raise TypeError(f"{where}: episode {index}: dict/tuple observations or actions are not supported")
+        if isinstance(data.observations, tuple) or isinstance(data.actions, dict | tuple):
+            raise TypeError(
+                f"{where}: episode {index}: tuple observations, and dict or tuple actions, are not supported "
+                "(observations may be one array or a dict of arrays)"
+            )
         episodes.append(
             _episode_from_steps(
                 where, index, data.observations, data.actions, data.rewards, data.terminations, data.truncations
@@ -1218,8 +1575,10 @@ def _record_expert(source: str, env: str | gym.Env | VecEnv | None, seed: int | 
     Record the episodes ``source`` (``"expert:N"``) asks for with the built-in expert of ``env``.
 
     :param source: ``"expert:N"``, N a positive whole number
-    :param env: the environment whose id names the expert; the recording runs in a fresh ``gym.make(id)`` (its
-        registered time limit), so that the given environment is not stepped
+    :param env: the environment whose id names the expert; the recording runs in a fresh copy (its registered time
+        limit), so that the given environment is not stepped: ``gym.make(env.spec)`` with the wrappers that record
+        their arguments (e.g. :class:`sb3_dqfd.wrappers.MinAtarImage`; SB3's ``Monitor`` does not, and changes no
+        observation), else ``gym.make(id)``
     :param seed: seed of the first reset (episode ``i`` is reset with ``seed + i``)
     :return: the recorded demonstrations
     """
@@ -1236,7 +1595,21 @@ def _record_expert(source: str, env: str | gym.Env | VecEnv | None, seed: int | 
         raise ValueError(f"{source!r}: the env has no id (env.spec is None): make it with gym.make, or pass its id")
     if spec.id not in EXPERTS:
         raise ValueError(f"{source!r}: no built-in expert for {spec.id!r} (known: {sorted(EXPERTS)})")
-    return record_demonstrations(spec.id, spec.id, n_episodes=int(count), seed=seed)
+    return record_demonstrations(spec.id, _fresh_copy(spec), n_episodes=int(count), seed=seed)
+
+
+def _fresh_copy(spec: EnvSpec) -> gym.Env:
+    """
+    A new env made from ``spec`` with the wrappers it lists that record their constructor arguments (the others cannot
+    be rebuilt); the bare registered env if those do not build on their own (a skipped wrapper was needed).
+    """
+    rebuildable = replace(
+        spec, additional_wrappers=tuple(wrapper for wrapper in spec.additional_wrappers if wrapper.kwargs is not None)
+    )
+    try:
+        return gym.make(rebuildable)
+    except Exception:  # any wrapper's own error: record in the bare env, where validation names a mismatch
+        return gym.make(spec.id)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from sb3_dqfd.dqfd.policies import (
     MinAtarCNN,
     MlpPolicy,
     MultiInputPolicy,
+    StandardizeCombinedExtractor,
     StandardizeExtractor,
     default_cnn,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "MinAtarCNN",
     "MlpPolicy",
     "MultiInputPolicy",
+    "StandardizeCombinedExtractor",
     "StandardizeExtractor",
     "default_cnn",
 ]

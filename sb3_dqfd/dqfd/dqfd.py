@@ -6,6 +6,7 @@ import pathlib
 import time
 import warnings
 from collections.abc import Callable
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
@@ -17,7 +18,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space, preprocess_obs
 from stable_baselines3.common.save_util import load_from_pkl
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule, TensorDict
 from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack, VecTransposeImage
 from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
@@ -26,9 +27,23 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from sb3_dqfd.common.buffers import CompactDQfDReplayBuffer, DQfDReplayBuffer, DQfDReplayBufferSamples
-from sb3_dqfd.common.demonstrations import Demonstrations, Episode, load_demonstrations
+from sb3_dqfd.common.demonstrations import (
+    Demonstrations,
+    Episode,
+    ObservationArrays,
+    _concatenate_observations,
+    _map_observations,
+    load_demonstrations,
+)
 from sb3_dqfd.common.utils import flush_denormal
-from sb3_dqfd.dqfd.policies import CnnPolicy, DQfDPolicy, MlpPolicy, MultiInputPolicy, StandardizeExtractor
+from sb3_dqfd.dqfd.policies import (
+    CnnPolicy,
+    DQfDPolicy,
+    MlpPolicy,
+    MultiInputPolicy,
+    StandardizeCombinedExtractor,
+    StandardizeExtractor,
+)
 from sb3_dqfd.wrappers.reward_scaling import demonstration_reward_transform
 
 SelfDQfD = TypeVar("SelfDQfD", bound="DQfD")
@@ -163,12 +178,40 @@ def dqfd_losses(
     }
 
 
+def _observation_shapes(space: spaces.Space) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
+    """The shape of one observation of ``space`` (per key for a Dict space), as demonstrations hold it."""
+    if isinstance(space, spaces.Dict):
+        return {key: subspace.shape for key, subspace in space.spaces.items()}  # type: ignore[misc]
+    return space.shape  # type: ignore[return-value]
+
+
+def _demonstration_shapes(observations: ObservationArrays) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
+    """The shape of one observation of an episode's ``[T + 1, ...]`` observations (per key for Dict observations)."""
+    if isinstance(observations, dict):
+        return {key: value.shape[1:] for key, value in observations.items()}
+    return observations.shape[1:]
+
+
+def _concatenated(first: TensorDict | th.Tensor, second: TensorDict | th.Tensor) -> TensorDict | th.Tensor:
+    """Two batches of observations as one (``[B1 + B2, ...]``; key by key for Dict observations)."""
+    if isinstance(first, dict) and isinstance(second, dict):
+        return {key: th.cat([first[key], second[key]]) for key in first}
+    return th.cat([first, second])  # type: ignore[list-item]
+
+
 def _transposed(demonstrations: Demonstrations, env: VecTransposeImage) -> Demonstrations:
-    """The demonstrations with the channel-last to channel-first transpose ``env`` applies to every observation."""
-    episodes = [
-        dataclasses.replace(episode, observations=VecTransposeImage.transpose_image(episode.observations))  # [T+1, C, H, W]
-        for episode in demonstrations
-    ]
+    """The demonstrations with the channel-last to channel-first transpose ``env`` applies to (the image keys of) every
+    observation."""
+
+    def transposed(observations: ObservationArrays) -> ObservationArrays:
+        if isinstance(observations, dict):
+            return {
+                key: VecTransposeImage.transpose_image(value) if key in env.image_space_keys else value  # type: ignore[operator]
+                for key, value in observations.items()
+            }
+        return VecTransposeImage.transpose_image(observations)  # [T+1, C, H, W]
+
+    episodes = [dataclasses.replace(episode, observations=transposed(episode.observations)) for episode in demonstrations]
     return Demonstrations(episodes, env.observation_space, env.action_space)
 
 
@@ -178,17 +221,41 @@ def _frame_stacked(demonstrations: Demonstrations, env: VecFrameStack) -> Demons
     (SB3's ``StackedObservations``: zeros before the episode's first observation, the same stacking axis).
     """
     single_frame_space = env.venv.observation_space
-    if not isinstance(single_frame_space, spaces.Box):
-        raise ValueError(f"Demonstrations can be frame-stacked for Box observations only, the env has {single_frame_space}")
-    channels_order = "first" if env.stacked_obs.channels_first else "last"
+    if not isinstance(single_frame_space, spaces.Box | spaces.Dict):
+        raise ValueError(
+            f"Demonstrations can be frame-stacked for Box or Dict observations only, the env has {single_frame_space}"
+        )
+    stacked_obs = env.stacked_obs
+    # What VecFrameStack was given (per key for a Dict space), so that a fresh stacking stacks as it does
+    channels_order: str | dict[str, str | None] = (
+        {key: "first" if stacking.channels_first else "last" for key, stacking in stacked_obs.sub_stacked_observations.items()}
+        if isinstance(single_frame_space, spaces.Dict)
+        else ("first" if stacked_obs.channels_first else "last")
+    )
     episodes = []
     for episode in demonstrations:
-        stacking = StackedObservations(1, env.stacked_obs.n_stack, single_frame_space, channels_order)
-        stacked = [stacking.reset(episode.observations[:1])[0]]
-        for observation in episode.observations[1:]:
-            stacked.append(stacking.update(observation[None], np.zeros(1, dtype=bool), [{}])[0][0])
-        episodes.append(dataclasses.replace(episode, observations=np.stack(stacked)))  # [T+1, *stacked_shape]
+        stacking = StackedObservations(1, stacked_obs.n_stack, single_frame_space, channels_order)  # type: ignore[arg-type]
+        steps = _steps(episode.observations)  # T + 1 observations, each with a batch axis of 1
+        stacked = [stacking.reset(steps[0])]
+        for observation in steps[1:]:
+            stacked.append(stacking.update(observation, np.zeros(1, dtype=bool), [{}])[0])
+        episodes.append(dataclasses.replace(episode, observations=_stacked_steps(stacked)))  # [T+1, *stacked_shape]
     return Demonstrations(episodes, env.observation_space, env.action_space)
+
+
+def _steps(observations: ObservationArrays) -> list[Any]:
+    """The ``T + 1`` observations of an episode one by one, each ``[1, *obs_shape]`` (key by key for Dict)."""
+    if isinstance(observations, dict):
+        n_observations = len(next(iter(observations.values())))
+        return [{key: value[step : step + 1] for key, value in observations.items()} for step in range(n_observations)]
+    return [observations[step : step + 1] for step in range(len(observations))]
+
+
+def _stacked_steps(steps: list[Any]) -> ObservationArrays:
+    """The inverse of :func:`_steps`: ``[1, ...]`` observations (or dicts of them) into ``[T + 1, ...]``."""
+    if isinstance(steps[0], dict):
+        return {key: np.concatenate([step[key] for step in steps]) for key in steps[0]}
+    return np.concatenate(steps)
 
 
 #: The VecEnv wrappers that change the observations' layout, each with the function that applies it to demonstrations
@@ -219,9 +286,21 @@ def _same_demonstrations(first: Demonstrations, second: Demonstrations) -> bool:
     return all(
         a.terminated == b.terminated
         and a.truncated == b.truncated
-        and all(np.array_equal(getattr(a, name), getattr(b, name)) for name in ("observations", "actions", "rewards"))
+        and _same_observations(a.observations, b.observations)
+        and all(np.array_equal(getattr(a, name), getattr(b, name)) for name in ("actions", "rewards"))
         for a, b in zip(first, second, strict=True)
     )
+
+
+def _same_observations(first: ObservationArrays, second: ObservationArrays) -> bool:
+    if isinstance(first, dict) or isinstance(second, dict):
+        return (
+            isinstance(first, dict)
+            and isinstance(second, dict)
+            and first.keys() == second.keys()
+            and all(np.array_equal(first[key], second[key]) for key in first)
+        )
+    return np.array_equal(first, second)
 
 
 #: Loss terms of a gradient step, in the order of :attr:`StepStatistics.loss_terms` (logged as ``train/<key>``)
@@ -402,15 +481,10 @@ class DQfD(DQN):
                     "they are. Wrap the env in a gymnasium.ActionWrapper whose action(a) returns a + start, and record "
                     "or shift the demonstrations' actions to 0..n-1"
                 )
-            if isinstance(env.observation_space, spaces.Dict):
-                raise ValueError(
-                    f"DQfD does not support Dict observation spaces yet (got {env.observation_space}): its replay buffer "
-                    "computes n-step returns over flat observation arrays. Flatten them with "
-                    "gymnasium.wrappers.FlattenObservation."
-                )
         has_demonstrations = demonstrations is not None
         if normalize_observations:
-            policy_kwargs = self._standardizing_policy_kwargs(policy_kwargs, has_demonstrations)
+            dict_observations = env is not None and isinstance(env.observation_space, spaces.Dict)
+            policy_kwargs = self._standardizing_policy_kwargs(policy_kwargs, has_demonstrations, dict_observations)
         if exploration_initial_eps is None:
             exploration_initial_eps = exploration_final_eps if has_demonstrations else 1.0
 
@@ -512,8 +586,8 @@ class DQfD(DQN):
         """Raise a ValueError if the demonstrations do not fit the environment's spaces or the replay buffer."""
         if self.observation_space is None or self.action_space is None:
             return
-        obs_shape = self.observation_space.shape
-        demo_obs_shape = demonstrations[0].observations.shape[1:]
+        obs_shape = _observation_shapes(self.observation_space)
+        demo_obs_shape = _demonstration_shapes(demonstrations[0].observations)
         if demo_obs_shape != obs_shape:
             raise ValueError(
                 f"Demonstration observations have shape {demo_obs_shape}, the environment's observation space "
@@ -537,30 +611,43 @@ class DQfD(DQN):
             )
 
     @staticmethod
-    def _standardizing_policy_kwargs(policy_kwargs: dict[str, Any] | None, has_demonstrations: bool) -> dict[str, Any]:
-        """``policy_kwargs`` with :class:`StandardizeExtractor` as features extractor, for ``normalize_observations``."""
+    def _standardizing_policy_kwargs(
+        policy_kwargs: dict[str, Any] | None, has_demonstrations: bool, dict_observations: bool
+    ) -> dict[str, Any]:
+        """
+        ``policy_kwargs`` with :class:`StandardizeExtractor` as features extractor (:class:`StandardizeCombinedExtractor`
+        for Dict observations), for ``normalize_observations``.
+        """
         if not has_demonstrations:
             raise ValueError(
                 "DQfD: normalize_observations=True standardizes observations with the demonstrations' statistics: "
                 "pass demonstrations=..."
             )
+        standardizer = StandardizeCombinedExtractor if dict_observations else StandardizeExtractor
         policy_kwargs = dict(policy_kwargs or {})
-        extractor = policy_kwargs.setdefault("features_extractor_class", StandardizeExtractor)
-        if not (isinstance(extractor, type) and issubclass(extractor, StandardizeExtractor)):
+        extractor = policy_kwargs.setdefault("features_extractor_class", standardizer)
+        if not (isinstance(extractor, type) and issubclass(extractor, standardizer)):
             raise ValueError(
-                f"DQfD: normalize_observations=True uses StandardizeExtractor as features extractor, but policy_kwargs "
+                f"DQfD: normalize_observations=True uses {standardizer.__name__} as features extractor, but policy_kwargs "
                 f"asks for {getattr(extractor, '__name__', extractor)}: drop one of the two"
             )
         return policy_kwargs
 
     def _set_observation_statistics(self, demonstrations: Demonstrations) -> None:
         """Standardize the Q-networks' inputs with the demonstrations' observations (as the networks see them)."""
-        observations = th.as_tensor(np.concatenate([episode.observations for episode in demonstrations]))
+        observations = _concatenate_observations([episode.observations for episode in demonstrations])
+        tensors: th.Tensor | TensorDict = (
+            {key: th.as_tensor(value) for key, value in observations.items()}
+            if isinstance(observations, dict)
+            else th.as_tensor(observations)
+        )
         for q_net in (self.q_net, self.q_net_target):
             # The extractor receives preprocessed observations (e.g. images divided by 255): measure those
-            preprocessed = preprocess_obs(observations, self.observation_space, normalize_images=q_net.normalize_images)
+            preprocessed = preprocess_obs(tensors, self.observation_space, normalize_images=q_net.normalize_images)
             extractor = q_net.features_extractor
-            if isinstance(extractor, StandardizeExtractor) and isinstance(preprocessed, th.Tensor):
+            if isinstance(extractor, StandardizeCombinedExtractor) and isinstance(preprocessed, dict):
+                extractor.set_statistics({key: value.cpu().numpy() for key, value in preprocessed.items()})
+            elif isinstance(extractor, StandardizeExtractor) and isinstance(preprocessed, th.Tensor):
                 extractor.set_statistics(preprocessed.cpu().numpy())
 
     def _setup_model(self) -> None:
@@ -624,22 +711,35 @@ class DQfD(DQN):
             parameter for parameter in self.q_net.parameters() if parameter.requires_grad
         ]
 
+    def _observation_keys(self) -> list[str]:
+        """The keys of a Dict observation space, in order (none for other spaces)."""
+        return list(self.observation_space.spaces) if isinstance(self.observation_space, spaces.Dict) else []
+
     def _demonstrations_to_arrays(self, demonstrations: Demonstrations | None) -> SimpleNamespace:
         """
         Pack the demonstrations as tensors saved in ``pytorch_variables.pth`` by :meth:`save` (no pickle).
 
-        Size cost in the saved file: one copy of every observation (``T + 1`` per episode), action and reward.
+        Size cost in the saved file: one copy of every observation (``T + 1`` per episode), action and reward. Dict
+        observations are saved one tensor per key, ``observations_<i>`` for the space's ``i``-th key (SB3 loads each
+        saved variable into a tensor attribute of that name; keys could hold dots).
         """
+        arrays = SimpleNamespace(**{name: th.zeros(0) for name in _DEMO_ARRAY_NAMES})
+        for index in range(len(self._observation_keys())):
+            setattr(arrays, f"observations_{index}", th.zeros(0))
         if demonstrations is None:
-            return SimpleNamespace(**{name: th.zeros(0) for name in _DEMO_ARRAY_NAMES})
-        return SimpleNamespace(
-            observations=th.as_tensor(np.concatenate([episode.observations for episode in demonstrations])),
-            actions=th.as_tensor(np.concatenate([np.asarray(episode.actions) for episode in demonstrations])),
-            rewards=th.as_tensor(np.concatenate([episode.rewards for episode in demonstrations])),
-            lengths=th.as_tensor(demonstrations.episode_lengths),
-            terminated=th.as_tensor([episode.terminated for episode in demonstrations]),
-            truncated=th.as_tensor([episode.truncated for episode in demonstrations]),
-        )
+            return arrays
+        observations = _concatenate_observations([episode.observations for episode in demonstrations])
+        if isinstance(observations, dict):
+            for index, key in enumerate(self._observation_keys()):
+                setattr(arrays, f"observations_{index}", th.as_tensor(observations[key]))
+        else:
+            arrays.observations = th.as_tensor(observations)
+        arrays.actions = th.as_tensor(np.concatenate([np.asarray(episode.actions) for episode in demonstrations]))
+        arrays.rewards = th.as_tensor(np.concatenate([episode.rewards for episode in demonstrations]))
+        arrays.lengths = th.as_tensor(demonstrations.episode_lengths)
+        arrays.terminated = th.as_tensor([episode.terminated for episode in demonstrations])
+        arrays.truncated = th.as_tensor([episode.truncated for episode in demonstrations])
+        return arrays
 
     def _arrays_to_demonstrations(self) -> Demonstrations | None:
         """Rebuild the demonstrations from :attr:`demonstration_arrays` (after :meth:`load`), or None if there are none."""
@@ -647,7 +747,12 @@ class DQfD(DQN):
         lengths = arrays.lengths.cpu().numpy().astype(np.int64)
         if lengths.size == 0:
             return None
-        observations = arrays.observations.cpu().numpy()
+        keys = self._observation_keys()
+        observations: ObservationArrays = (
+            {key: getattr(arrays, f"observations_{index}").cpu().numpy() for index, key in enumerate(keys)}
+            if keys
+            else arrays.observations.cpu().numpy()
+        )
         actions = arrays.actions.cpu().numpy()
         rewards = arrays.rewards.cpu().numpy()
         episodes = []
@@ -655,7 +760,7 @@ class DQfD(DQN):
         for length, terminated, truncated in zip(lengths, arrays.terminated.tolist(), arrays.truncated.tolist(), strict=True):
             episodes.append(
                 Episode(
-                    observations=observations[obs_start : obs_start + length + 1],
+                    observations=_map_observations(observations, itemgetter(slice(obs_start, obs_start + length + 1))),
                     actions=actions[step_start : step_start + length],
                     rewards=rewards[step_start : step_start + length],
                     terminated=bool(terminated),
@@ -896,7 +1001,7 @@ class DQfD(DQN):
         batch_size = len(data.indices)
         with th.no_grad():
             # One forward pass per network over both bootstrap observations: s' (1-step) and s_{t+k} (n-step)
-            next_obs = th.cat([data.next_observations, data.n_step_next_observations])  # [2B, *obs_shape]
+            next_obs = _concatenated(data.next_observations, data.n_step_next_observations)  # [2B, *obs_shape]
             next_q_online = self.q_net(next_obs)  # [2B, n_actions]
             next_q_target = self.q_net_target(next_obs)  # [2B, n_actions]
             td_target = double_q_target(
@@ -1104,4 +1209,5 @@ class DQfD(DQN):
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
-        return state_dicts, [*variables, *(f"demonstration_arrays.{name}" for name in _DEMO_ARRAY_NAMES)]
+        names = [*_DEMO_ARRAY_NAMES, *(f"observations_{index}" for index in range(len(self._observation_keys())))]
+        return state_dicts, [*variables, *(f"demonstration_arrays.{name}" for name in names)]

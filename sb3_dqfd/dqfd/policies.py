@@ -58,6 +58,36 @@ class StandardizeExtractor(BaseFeaturesExtractor):
         return (self.flatten(observations) - self.mean) / self.std  # [B, features_dim]
 
 
+class StandardizeCombinedExtractor(CombinedExtractor):
+    """
+    SB3's ``CombinedExtractor`` for Dict observations whose vector (non-image ``Box``) keys are standardized with
+    fixed statistics (a :class:`StandardizeExtractor` each); image keys keep their CNN and one-hot keys (``Discrete``,
+    ``MultiDiscrete``, ``MultiBinary``) stay as they are. DQfD's ``normalize_observations=True`` picks it for Dict
+    observation spaces and sets the statistics from the demonstrations.
+
+    :param observation_space: the Dict observation space
+    :param cnn_output_dim: number of features the CNN of each image key outputs
+    :param normalized_image: image keys are already normalized (see SB3's ``CombinedExtractor``)
+    """
+
+    def __init__(self, observation_space: spaces.Dict, cnn_output_dim: int = 256, normalized_image: bool = False) -> None:
+        super().__init__(observation_space, cnn_output_dim, normalized_image)
+        for key, subspace in observation_space.spaces.items():
+            if isinstance(subspace, spaces.Box) and not is_image_space(subspace, normalized_image=normalized_image):
+                # Same number of features as the Flatten it replaces: the concatenated size is unchanged
+                self.extractors[key] = StandardizeExtractor(subspace)
+
+    def set_statistics(self, observations: dict[str, np.ndarray]) -> None:
+        """
+        Use the mean and standard deviation of each vector key's observations.
+
+        :param observations: the preprocessed observations, one array ``[N, *shape_k]`` per key
+        """
+        for key, extractor in self.extractors.items():
+            if isinstance(extractor, StandardizeExtractor):
+                extractor.set_statistics(observations[key])
+
+
 class MinAtarCNN(BaseFeaturesExtractor):
     """
     The MinAtar paper's network (Young & Tian, 2019): one 3x3 convolution of 16 channels, stride 1, then a dense layer.
