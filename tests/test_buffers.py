@@ -652,11 +652,6 @@ def test_bad_constructor_arguments(kwargs: dict, match: str) -> None:
         DQfDReplayBuffer(**{**arguments, **kwargs})
 
 
-def test_dict_observations_rejected() -> None:
-    with pytest.raises(ValueError, match="Dict observation"):
-        DQfDReplayBuffer(100, spaces.Dict({"a": OBS_SPACE}), ACTION_SPACE, device="cpu")
-
-
 def test_demonstrations_must_fit() -> None:
     rng = np.random.default_rng(0)
     buffer = DQfDReplayBuffer(20, OBS_SPACE, ACTION_SPACE, device="cpu", n_envs=2, n_steps=3)

@@ -11,6 +11,7 @@ from gymnasium import spaces
 from image_env import BrightSideEnv, lit_side
 from stable_baselines3.common.torch_layers import NatureCNN
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+from test_dqfd_dict import LitSideDictEnv, dict_model, lit_half
 
 from sb3_dqfd import CompactDQfDReplayBuffer, DQfDReplayBuffer
 from sb3_dqfd.common.demonstrations import record_demonstrations
@@ -112,3 +113,21 @@ def test_small_images_get_the_minatar_cnn_with_the_heads_on_its_features() -> No
 )
 def test_default_cnn_reads_the_image_side_in_either_layout(shape, expected) -> None:
     assert default_cnn(spaces.Box(0, 255, shape, np.uint8)) is expected
+
+
+def test_dict_observations_with_an_image_key_get_the_compact_buffer_stacked_key_by_key() -> None:
+    demos = record_demonstrations(lit_half, LitSideDictEnv(), n_episodes=2, seed=0)
+    models = [
+        dict_model(VecFrameStack(DummyVecEnv([LitSideDictEnv, LitSideDictEnv]), 2), demos, **kwargs)
+        for kwargs in ({}, dict(replay_buffer_class=DQfDReplayBuffer))
+    ]
+    compact, plain = models
+    assert type(compact.replay_buffer) is CompactDQfDReplayBuffer
+    # The image stacks were transposed to channel-first for the CNN; the vector stacks stay on their last axis
+    assert compact.replay_buffer.channels_order == {"image": "first", "position": "last"}
+    for model in models:
+        model.set_random_seed(0)
+        model.learn(40)
+    for compact_parameter, plain_parameter in zip(compact.q_net.parameters(), plain.q_net.parameters(), strict=True):
+        assert th.equal(compact_parameter, plain_parameter)
+    assert type(dict_model(LitSideDictEnv(), demos).replay_buffer) is CompactDQfDReplayBuffer

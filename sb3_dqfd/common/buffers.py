@@ -1,11 +1,13 @@
 """The DQfD replay buffer: a permanent demonstration region, an agent ring, n-step windows and prioritized sampling."""
 
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.vec_env import VecNormalize
 from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
@@ -15,21 +17,78 @@ from sb3_dqfd.common.sum_tree import SumTree
 # Arrays of the flat storage; the agent region of each is also exposed under the same name with SB3's
 # [buffer_size, n_envs, ...] layout (a view), so SB3 code that reads `replay_buffer.observations` keeps working.
 _STORAGE_KEYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+_OBSERVATION_KEYS = ("observations", "next_observations")
+# Subspaces a Dict observation space may have (SB3's get_obs_shape gives each a flat array shape)
+_ARRAY_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+#: Observations as the buffers hold them: one array, or for a ``Dict`` space one array per key (SB3's layout)
+ObsArray = np.ndarray | dict[str, np.ndarray]
+
+
+def _map_obs(function: Callable[..., Any], *values: Any) -> Any:
+    """
+    ``function`` applied to arrays, or key by key to dicts of arrays (then a dict in the first one's key order).
+
+    :param function: called with one array of each value
+    :param values: arrays, or dicts of arrays with the same keys
+    """
+    if isinstance(values[0], dict):
+        return {key: function(*(value[key] for value in values)) for key in values[0]}
+    return function(*values)
+
+
+def _leaves(value: ObsArray) -> Iterator[np.ndarray]:
+    """The array, or each array of a dict."""
+    if isinstance(value, dict):
+        yield from value.values()
+    else:
+        yield value
+
+
+def _first(value: ObsArray) -> np.ndarray:
+    """The array, or the first array of a dict (the arrays of a dict have the same length)."""
+    return next(iter(value.values())) if isinstance(value, dict) else value
+
+
+def _check_observation_space(observation_space: spaces.Space, name: str) -> None:
+    """Raise a ValueError for a Dict observation space that is not flat (every subspace an array space)."""
+    if not isinstance(observation_space, spaces.Dict):
+        return
+    if len(observation_space.spaces) == 0:
+        raise ValueError(f"{name}: the Dict observation space has no keys")
+    for key, subspace in observation_space.spaces.items():
+        if not isinstance(subspace, _ARRAY_SPACES):
+            raise ValueError(
+                f"{name}: observation key {key!r} is a {type(subspace).__name__} space ({subspace}): a Dict observation "
+                "space must be flat, each key a Box, Discrete, MultiDiscrete or MultiBinary space (nested Dict and Tuple "
+                "spaces are not supported: flatten that key into one Box, e.g. with gymnasium.spaces.flatten_space)"
+            )
+
+
+def _key_mismatch(got: Mapping[str, Any], expected: tuple[str, ...]) -> str | None:
+    """:return: None if ``got`` has exactly the ``expected`` keys, else what is missing and what is unexpected."""
+    missing = [key for key in expected if key not in got]
+    unexpected = [key for key in got if key not in expected]
+    if not missing and not unexpected:
+        return None
+    return f"missing {missing}, unexpected {unexpected}"
 
 
 class DQfDReplayBufferSamples(NamedTuple):
     """
     A batch from :class:`DQfDReplayBuffer`: row ``i`` of every field belongs to the transition at ``indices[i]``.
 
-    ``B`` is the batch size; "the k kept steps" are the steps of the n-step window (``1 <= k <= n``).
+    ``B`` is the batch size; "the k kept steps" are the steps of the n-step window (``1 <= k <= n``). For a ``Dict``
+    observation space the three observation fields are dicts of ``[B, *shape_k]`` tensors (as SB3's
+    ``DictReplayBufferSamples``), in the space's key order.
     """
 
-    observations: th.Tensor  # [B, *obs_shape]
+    observations: PyTorchObs  # [B, *obs_shape]
     actions: th.Tensor  # [B, action_dim] (int64 [B, 1] for Discrete)
-    next_observations: th.Tensor  # [B, *obs_shape], 1-step next observation
+    next_observations: PyTorchObs  # [B, *obs_shape], 1-step next observation
     dones: th.Tensor  # [B, 1], 1.0 if the 1-step transition terminated (a timeout is not terminal)
     rewards: th.Tensor  # [B, 1], r_t
-    n_step_next_observations: th.Tensor  # [B, *obs_shape], observation after the k kept steps
+    n_step_next_observations: PyTorchObs  # [B, *obs_shape], observation after the k kept steps
     n_step_returns: th.Tensor  # [B, 1], sum_{i<k} gamma^i r_{t+i}
     n_step_dones: th.Tensor  # [B, 1], 1.0 if the window ended by termination (no bootstrap)
     n_step_discounts: th.Tensor  # [B, 1], gamma^k
@@ -50,6 +109,9 @@ class DQfDReplayBuffer(ReplayBuffer):
     attributes ``observations``, ``next_observations``, ``actions``, ``rewards``, ``dones``, ``timeouts`` are views of
     the agent region with shape ``[buffer_size, n_envs, ...]``; ``pos``, ``full`` and ``buffer_size`` (rows per env)
     describe the agent ring exactly as in SB3. Each observation is stored twice (obs and next obs), as SB3 does.
+    With a ``Dict`` observation space (flat: Box, Discrete, MultiDiscrete or MultiBinary keys) each key has its own
+    flat arrays, and ``observations`` / ``next_observations`` are dicts of ``[buffer_size, n_envs, *shape_k]`` views,
+    as in SB3's ``DictReplayBuffer``; :meth:`add` takes and :meth:`sample` returns dicts.
     :meth:`size` counts transitions (demonstrations and every env column). The demonstrations must leave the agent
     at least ``n_steps + 1`` rows: ``buffer_size >= n_demonstrations + n_envs * (n_steps + 1)``.
 
@@ -69,7 +131,7 @@ class DQfDReplayBuffer(ReplayBuffer):
 
     :param buffer_size: total number of transitions, demonstrations included; the agent ring gets what the
         demonstrations leave (``(buffer_size - n_demonstrations) // n_envs`` rows)
-    :param observation_space: observation space (``Dict`` spaces are not supported)
+    :param observation_space: observation space; a ``Dict`` space must be flat (no nested ``Dict`` or ``Tuple``)
     :param action_space: action space
     :param device: PyTorch device of the sampled tensors
     :param n_envs: number of parallel environments (one ring column each)
@@ -89,14 +151,16 @@ class DQfDReplayBuffer(ReplayBuffer):
         transitions, and the priorities set the mix (the paper)
     """
 
-    observations: np.ndarray
-    next_observations: np.ndarray
+    observations: ObsArray  # type: ignore[assignment]
+    next_observations: ObsArray  # type: ignore[assignment]
     actions: np.ndarray
     rewards: np.ndarray
     dones: np.ndarray
     timeouts: np.ndarray
     # The flat storage arrays (each also exposed as an agent view, see _make_agent_views)
     _storage_keys: tuple[str, ...] = _STORAGE_KEYS
+    # Flat arrays by storage key; for a Dict observation space the observation entries are dicts of arrays (ObsArray)
+    _storage: dict[str, Any]
 
     def __init__(
         self,
@@ -122,14 +186,26 @@ class DQfDReplayBuffer(ReplayBuffer):
                 f"DQfDReplayBuffer: buffer_size={buffer_size} is too small for n_envs={n_envs} and n_steps={n_steps}: "
                 f"it must be at least n_envs * (n_steps + 1) = {max(n_envs, 1) * (n_steps + 1)}"
             )
-        super().__init__(
-            self._sb3_buffer_size(buffer_size, n_envs),
-            observation_space,
-            action_space,
-            device=device,
-            n_envs=n_envs,
-            optimize_memory_usage=False,
-            handle_timeout_termination=handle_timeout_termination,
+        if isinstance(observation_space, spaces.Dict):
+            # SB3's ReplayBuffer.__init__ allocates one array for the whole observation, impossible for a Dict: set
+            # what it sets without allocating, as SB3's DictReplayBuffer does (_allocate makes the arrays)
+            super(ReplayBuffer, self).__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs)
+            self.buffer_size = max(buffer_size // n_envs, 1)
+            self.optimize_memory_usage = False
+            self.handle_timeout_termination = handle_timeout_termination
+        else:
+            super().__init__(
+                self._sb3_buffer_size(buffer_size, n_envs),
+                observation_space,
+                action_space,
+                device=device,
+                n_envs=n_envs,
+                optimize_memory_usage=False,
+                handle_timeout_termination=handle_timeout_termination,
+            )
+        # Keys of a Dict observation space, in its order (None: one array per observation)
+        self._obs_keys: tuple[str, ...] | None = (
+            tuple(observation_space.spaces) if isinstance(observation_space, spaces.Dict) else None
         )
         self.capacity = buffer_size
         self.n_steps = n_steps
@@ -159,12 +235,7 @@ class DQfDReplayBuffer(ReplayBuffer):
         demo_eps: float,
         demo_ratio: float | None,
     ) -> None:
-        if isinstance(observation_space, spaces.Dict):
-            raise ValueError(
-                "DQfDReplayBuffer does not support Dict observation spaces (n-step windows over a demonstration region "
-                "are implemented for array observations only): flatten the observations, e.g. with "
-                "gymnasium.wrappers.FlattenObservation"
-            )
+        _check_observation_space(observation_space, "DQfDReplayBuffer")
         if optimize_memory_usage:
             raise ValueError(
                 "DQfDReplayBuffer does not support optimize_memory_usage=True: n-step windows and timeouts need the "
@@ -223,22 +294,44 @@ class DQfDReplayBuffer(ReplayBuffer):
         self.full = False
         length = n_demonstrations + self.buffer_size * self.n_envs
         layout = {
-            "observations": (self.obs_shape, self.observation_space.dtype),
-            "next_observations": (self.obs_shape, self.observation_space.dtype),
             "actions": ((self.action_dim,), self._maybe_cast_dtype(self.action_space.dtype)),
             "rewards": ((), np.float32),
             "dones": ((), np.float32),
             "timeouts": ((), np.float32),
         }
-        self._storage = {key: np.zeros((length, *layout[key][0]), dtype=layout[key][1]) for key in self._storage_keys}
+        self._storage = {}
+        for key in self._storage_keys:
+            if key in _OBSERVATION_KEYS:
+                self._storage[key] = self._zero_observations(length)
+            else:
+                shape, dtype = layout[key]
+                self._storage[key] = np.zeros((length, *shape), dtype=dtype)
         self._tree = SumTree(length) if self.prioritized else None
         self._make_agent_views()
 
+    def _zero_observations(self, length: int) -> ObsArray:
+        """:return: ``length`` zero observations, ``[length, *obs_shape]`` (a dict of ``[length, *shape_k]`` for Dict)"""
+        space = self.observation_space
+        if not isinstance(space, spaces.Dict):
+            return np.zeros((length, *self.obs_shape), dtype=space.dtype)
+        return {key: np.zeros((length, *self._key_shapes[key]), dtype=space[key].dtype) for key in space.spaces}
+
+    @property
+    def _key_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of each key of a Dict observation space (SB3's ``obs_shape``, a dict for a Dict space)."""
+        return self.obs_shape  # type: ignore[return-value]
+
+    def _is_discrete_key(self, key: str) -> bool:
+        """Whether a key of a Dict observation space is Discrete (SB3 stores it with shape (1,), VecEnvs give scalars)."""
+        space = self.observation_space
+        return isinstance(space, spaces.Dict) and isinstance(space[key], spaces.Discrete)
+
     def _make_agent_views(self) -> None:
         """Expose the agent region of each flat array under SB3's name and ``[buffer_size, n_envs, ...]`` layout."""
+        n_demos, rows, n_envs = self._n_demonstrations, self.buffer_size, self.n_envs
         for key in self._storage_keys:
-            array = self._storage[key]
-            setattr(self, key, array[self._n_demonstrations :].reshape(self.buffer_size, self.n_envs, *array.shape[1:]))
+            view = _map_obs(lambda array: array[n_demos:].reshape(rows, n_envs, *array.shape[1:]), self._storage[key])
+            setattr(self, key, view)
 
     def __getstate__(self) -> dict[str, Any]:
         # Views would be pickled as copies (doubling the file and detaching them from the storage): rebuild them instead
@@ -276,29 +369,44 @@ class DQfDReplayBuffer(ReplayBuffer):
                 f"buffer_size={self.capacity} cannot hold {n_total} demonstration transitions plus room for the agent: "
                 f"it must be at least n_demonstrations + n_envs * (n_steps + 1) = {required}"
             )
-        old = {key: self._storage[key][:n_old].copy() for key in self._storage_keys}
+        old = {key: _map_obs(lambda array: array[:n_old].copy(), self._storage[key]) for key in self._storage_keys}
         old_priorities = self._tree[np.arange(n_old)] if self._tree is not None else None
         self._allocate(n_total)
+
+        def store(array: np.ndarray, old_part: np.ndarray, new_part: np.ndarray) -> None:
+            array[:n_old] = old_part
+            array[n_old:n_total] = new_part
+
         for key in self._storage_keys:
-            self._storage[key][:n_old] = old[key]
-            self._storage[key][n_old:n_total] = new[key]
+            _map_obs(store, self._storage[key], old[key], new[key])
         if self._tree is not None and old_priorities is not None:
             self._tree.update(np.arange(n_old), old_priorities)
             self._tree.update(np.arange(n_old, n_total), self.max_priority)
 
-    def _demonstration_arrays(self, demonstrations: Demonstrations) -> dict[str, np.ndarray]:
-        """Flat storage arrays for the demonstrations, checked against the buffer's spaces."""
+    def _demonstration_arrays(self, demonstrations: Demonstrations) -> dict[str, Any]:
+        """
+        Flat storage arrays for the demonstrations, checked against the buffer's spaces (observation entries are
+        dicts of arrays for a Dict observation space).
+        """
         transitions = demonstrations.to_transitions()
         n_transitions = len(transitions.rewards)
-        observations = np.asarray(transitions.observations)
-        next_observations = np.asarray(transitions.next_observations)
-        # A Discrete observation is stored with shape (1,) by SB3; accept scalars per step
-        scalar_obs = isinstance(self.observation_space, spaces.Discrete) and observations.ndim == 1
-        if observations.shape[1:] != self.obs_shape and not scalar_obs:
-            raise ValueError(
-                f"Demonstration observations have shape {observations.shape[1:]} per step, the buffer's observation "
-                f"space {self.observation_space} needs {self.obs_shape}"
-            )
+        observations: ObsArray
+        next_observations: ObsArray
+        if self._obs_keys is None:
+            observations = np.asarray(transitions.observations)
+            next_observations = np.asarray(transitions.next_observations)
+            # A Discrete observation is stored with shape (1,) by SB3; accept scalars per step
+            scalar_obs = isinstance(self.observation_space, spaces.Discrete) and observations.ndim == 1
+            if observations.shape[1:] != self.obs_shape and not scalar_obs:
+                raise ValueError(
+                    f"Demonstration observations have shape {observations.shape[1:]} per step, the buffer's observation "
+                    f"space {self.observation_space} needs {self.obs_shape}"
+                )
+            observations = observations.reshape(n_transitions, *self.obs_shape)
+            next_observations = next_observations.reshape(n_transitions, *self.obs_shape)
+        else:
+            observations = self._demonstration_dict(transitions.observations, n_transitions, "observations")
+            next_observations = self._demonstration_dict(transitions.next_observations, n_transitions, "next_observations")
         actions = np.asarray(transitions.actions)
         if actions.size != n_transitions * self.action_dim:
             raise ValueError(
@@ -315,8 +423,8 @@ class DQfDReplayBuffer(ReplayBuffer):
                 )
         ends = transitions.episode_ends
         return {
-            "observations": observations.reshape(n_transitions, *self.obs_shape),
-            "next_observations": next_observations.reshape(n_transitions, *self.obs_shape),
+            "observations": observations,
+            "next_observations": next_observations,
             "actions": actions,
             "rewards": transitions.rewards,
             "dones": ends.astype(np.float32),
@@ -324,10 +432,80 @@ class DQfDReplayBuffer(ReplayBuffer):
             "timeouts": (ends & ~transitions.terminations).astype(np.float32),
         }
 
-    def add(
+    def _demonstration_dict(self, value: Any, n_transitions: int, name: str) -> dict[str, np.ndarray]:
+        """
+        :param value: the demonstrations' (next) observations of a Dict observation space, ``[N, *shape_k]`` per key
+        :param n_transitions: ``N``
+        :param name: the field, for messages
+        :return: them in the space's key order, each ``[N, *obs_shape[k]]``
+        """
+        keys = self._obs_keys or ()  # only called for Dict spaces
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f"Demonstration {name} are a single {type(value).__name__}, the buffer's observation space is a Dict with "
+                f"keys {list(keys)}: the demonstrations must hold one array per key (record them in the Dict env)"
+            )
+        mismatch = _key_mismatch(value, keys)
+        if mismatch is not None:
+            raise ValueError(
+                f"Demonstration {name} have keys {list(value)}, the buffer's observation space has keys {list(keys)} "
+                f"({mismatch})"
+            )
+        arrays, wrong = {}, []
+        for key in keys:
+            array = np.asarray(value[key])
+            shape = self._key_shapes[key]
+            # A Discrete key is stored with shape (1,) by SB3; accept scalars per step
+            scalar = self._is_discrete_key(key) and array.ndim == 1
+            if array.ndim == 0 or len(array) != n_transitions:
+                wrong.append(f"{key!r} has shape {array.shape}, {n_transitions} steps expected")
+            elif array.shape[1:] != shape and not scalar:
+                wrong.append(f"{key!r} has shape {array.shape[1:]} per step, the space needs {shape}")
+            else:
+                arrays[key] = array.reshape(n_transitions, *shape)
+        if wrong:
+            raise ValueError(
+                f"Demonstration {name} do not fit the buffer's observation space {self.observation_space} "
+                f"({n_transitions} transitions): " + "; ".join(wrong)
+            )
+        return arrays
+
+    def _agent_dict(self, value: Any, name: str) -> dict[str, np.ndarray]:
+        """
+        :param value: (next) observations of every env for a Dict observation space, ``[n_envs, *shape_k]`` per key
+            (``[n_envs]`` accepted for a Discrete key, as SB3's VecEnv gives them)
+        :param name: the argument, for messages
+        :return: them in the space's key order, each ``[n_envs, *obs_shape[k]]``
+        """
+        keys = self._obs_keys or ()  # only called for Dict spaces
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f"{type(self).__name__}.add: {name} is a single {type(value).__name__}, the observation space is a Dict "
+                f"with keys {list(keys)}: pass a dict with one array per key, as SB3's VecEnvs return them"
+            )
+        mismatch = _key_mismatch(value, keys)
+        if mismatch is not None:
+            raise ValueError(
+                f"{type(self).__name__}.add: {name} has keys {list(value)}, the observation space has keys {list(keys)} "
+                f"({mismatch})"
+            )
+        arrays = {}
+        for key in keys:
+            array = np.asarray(value[key])
+            shape = (self.n_envs, *self._key_shapes[key])
+            scalar = self._is_discrete_key(key) and array.shape == (self.n_envs,)
+            if array.shape != shape and not scalar:
+                raise ValueError(
+                    f"{type(self).__name__}.add: {name}[{key!r}] has shape {array.shape}, the observation space needs "
+                    f"{shape} ([n_envs, *shape] with n_envs={self.n_envs})"
+                )
+            arrays[key] = array.reshape(shape)
+        return arrays
+
+    def add(  # type: ignore[override]
         self,
-        obs: np.ndarray,
-        next_obs: np.ndarray,
+        obs: ObsArray,
+        next_obs: ObsArray,
         action: np.ndarray,
         reward: np.ndarray,
         done: np.ndarray,
@@ -336,7 +514,9 @@ class DQfDReplayBuffer(ReplayBuffer):
         """
         Append one step of every env to the agent ring (overwriting the oldest row when full), at the largest priority.
 
-        :param obs: observations, shape ``[n_envs, *obs_shape]``
+        :param obs: observations, shape ``[n_envs, *obs_shape]``; for a Dict space a dict with every key of the space,
+            ``[n_envs, *shape_k]`` each (a ValueError names a missing or unexpected key, or a wrong shape, and nothing
+            is stored)
         :param next_obs: next observations; on a done step the episode's final observation
             (``infos[i]["terminal_observation"]``, as SB3's ``_store_transition`` passes it)
         :param action: actions, shape ``[n_envs, *action_shape]``
@@ -344,8 +524,41 @@ class DQfDReplayBuffer(ReplayBuffer):
         :param done: episode ended (terminated or truncated), shape ``[n_envs]``
         :param infos: one info dict per env; ``"TimeLimit.truncated"`` marks a timeout
         """
+        if self._obs_keys is None:
+            row = self.pos
+            super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[arg-type]
+            self._prioritize_new_row(row)
+            return
+        # Everything converted and checked before anything is written
+        obs, next_obs = self._agent_dict(obs, "obs"), self._agent_dict(next_obs, "next_obs")
+        fields = self._row_fields(action, reward, done, infos)
+        for key in self._obs_keys:
+            self.observations[key][self.pos] = obs[key]  # type: ignore[index]
+            self.next_observations[key][self.pos] = next_obs[key]  # type: ignore[index]
+        self._write_row(fields)
+
+    def _row_fields(
+        self, action: np.ndarray, reward: np.ndarray, done: np.ndarray, infos: list[dict[str, Any]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """
+        :return: the actions ``[n_envs, action_dim]``, rewards, dones and timeouts (None when not handled) ``[n_envs]``
+            of one :meth:`add`, shaped as a row of the agent views (a bad shape raises here, before anything is stored)
+        """
+        n_envs = self.n_envs
+        timeouts = None
+        if self.handle_timeout_termination:
+            timeouts = np.array([info.get("TimeLimit.truncated", False) for info in infos]).reshape(n_envs)
+        action = np.asarray(action).reshape(n_envs, self.action_dim)
+        return action, np.asarray(reward).reshape(n_envs), np.asarray(done).reshape(n_envs), timeouts
+
+    def _write_row(self, fields: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]) -> None:
+        """Store :meth:`_row_fields` at the write position, advance it (as SB3) and give the row the largest priority."""
         row = self.pos
-        super().add(obs, next_obs, action, reward, done, infos)
+        self.actions[row], self.rewards[row], self.dones[row], timeouts = fields
+        if timeouts is not None:
+            self.timeouts[row] = timeouts
+        self.pos = (row + 1) % self.buffer_size
+        self.full = self.full or self.pos == 0
         self._prioritize_new_row(row)
 
     def _prioritize_new_row(self, row: int) -> None:
@@ -393,7 +606,8 @@ class DQfDReplayBuffer(ReplayBuffer):
         """Drop the agent transitions (and their priorities); the demonstrations stay."""
         super().reset()
         for key in self._storage_keys:
-            self._storage[key][self._n_demonstrations :] = 0
+            for array in _leaves(self._storage[key]):
+                array[self._n_demonstrations :] = 0
         if self._tree is not None:
             self._tree.update(np.arange(self._n_demonstrations, len(self._storage["rewards"])), 0.0)
 
@@ -581,8 +795,9 @@ class DQfDReplayBuffer(ReplayBuffer):
         def column(array: np.ndarray) -> th.Tensor:
             return self.to_torch(np.asarray(array, dtype=np.float32).reshape(-1, 1), copy=False)
 
-        def observations(array: np.ndarray) -> th.Tensor:
-            return self.to_torch(self._normalize_obs(array, env), copy=False)  # type: ignore[arg-type]
+        def observations(array: ObsArray) -> PyTorchObs:
+            # SB3's VecNormalize normalizes a dict key by key (its norm_obs_keys)
+            return _map_obs(lambda normalized: self.to_torch(normalized, copy=False), self._normalize_obs(array, env))
 
         obs, next_obs, n_step_next_obs = self._gather_observations(indices, last)
         return DQfDReplayBufferSamples(
@@ -600,15 +815,36 @@ class DQfDReplayBuffer(ReplayBuffer):
             indices=indices,
         )
 
-    def _gather_observations(self, indices: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _gather_observations(self, indices: np.ndarray, last: np.ndarray) -> tuple[ObsArray, ObsArray, ObsArray]:
         """
         :param indices: flat indices of the sampled transitions, shape ``[B]``
         :param last: flat indices of the last kept step of their n-step windows, shape ``[B]``
         :return: the observations and next observations of ``indices``, and the next observations of ``last``,
-            each ``[B, *obs_shape]``
+            each ``[B, *obs_shape]`` (dicts of ``[B, *shape_k]`` for a Dict space)
         """
-        storage = self._storage
-        return storage["observations"][indices], storage["next_observations"][indices], storage["next_observations"][last]
+        observations, next_observations = self._storage["observations"], self._storage["next_observations"]
+        if self._obs_keys is None:
+            return observations[indices], next_observations[indices], next_observations[last]
+        return (
+            {key: array[indices] for key, array in observations.items()},
+            {key: array[indices] for key, array in next_observations.items()},
+            {key: array[last] for key, array in next_observations.items()},
+        )
+
+
+class _FrameLayout(NamedTuple):
+    """How :class:`CompactDQfDReplayBuffer` cuts one stacked observation (or one key of a Dict observation) into frames."""
+
+    key: str | None  # the key in a Dict observation space; None for a Box observation space
+    stack_axis: int  # axis of the stack within one observation (SB3 concatenates the frames oldest first along it)
+    frame_shape: tuple[int, ...]  # one frame: obs_shape with obs_shape[stack_axis] // n_stack along the stack axis
+    obs_shape: tuple[int, ...]  # the stacked observation
+    dtype: np.dtype
+
+    @property
+    def where(self) -> str:
+        """The key, for messages ("" for a Box observation space)."""
+        return "" if self.key is None else f" (observation key {self.key!r})"
 
 
 class CompactDQfDReplayBuffer(DQfDReplayBuffer):
@@ -622,7 +858,13 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
     does, the last axis otherwise). A *frame* is one slice of ``observation_space.shape[axis] // n_stack`` along it;
     with ``n_stack=1`` the frame is the whole observation ("observation stored once").
 
-    Storage, one frame array per region (each ends with a zero frame, the padding):
+    A ``Dict`` observation space is stacked key by key, as ``VecFrameStack`` stacks it: every key must be a ``Box``,
+    has its own stacking axis (``channels_order`` may be a dict by key, as for ``VecFrameStack``) and is stored as
+    frames in the same way, with the shared ``n_stack`` (so non-image keys are stored once too); the stacking checks
+    below apply to every key. ``frame_shape`` and ``stack_axis`` are then dicts by key, :meth:`add` takes and
+    :meth:`sample` returns dicts, as for :class:`DQfDReplayBuffer`.
+
+    Storage, one frame array per region (each ends with a zero frame, the padding), per key for a Dict space:
 
     * demonstrations: the ``T + 1`` newest frames of each episode (its observations and its final observation);
     * agent ring: the newest frame of each stored row, in a frame ring ``n_stack - 1`` rows longer than the
@@ -631,14 +873,15 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
       growing FIFO the final frame of each episode end (terminal or truncated next observation, or a row cut by
       :meth:`truncate_running_episodes`), released when its row is overwritten.
 
-    Stacks are rebuilt at sample time, vectorized over ``[B, n_stack]`` frame indices: the observation of step ``t`` is
-    the frames of steps ``t - n_stack + 1 .. t`` of its episode (env column), zero frames before the episode's first
-    step, as ``VecFrameStack`` pads after a reset; its next observation is that stack shifted by one frame plus the
-    next frame (step ``t + 1``'s, or the final or pending frame). Every :meth:`add` checks that its observations are
-    stacked this way (``VecFrameStack`` with the same ``n_stack``, and ``obs`` continuing the previous next observation
-    of its env unless that step ended the episode) and raises a ValueError before storing anything otherwise; the
-    demonstrations are checked the same way, episode by episode. So a ``learn(reset_num_timesteps=False)`` after
-    replacing the buffer mid-episode (``load_replay_buffer``) is refused: start with ``reset_num_timesteps=True``.
+    Stacks are rebuilt at sample time, vectorized over ``[B, n_stack]`` frame indices (computed once for every key):
+    the observation of step ``t`` is the frames of steps ``t - n_stack + 1 .. t`` of its episode (env column), zero
+    frames before the episode's first step, as ``VecFrameStack`` pads after a reset; its next observation is that stack
+    shifted by one frame plus the next frame (step ``t + 1``'s, or the final or pending frame). Every :meth:`add` checks
+    that its observations are stacked this way (``VecFrameStack`` with the same ``n_stack``, and ``obs`` continuing the
+    previous next observation of its env unless that step ended the episode) and raises a ValueError before storing
+    anything otherwise; the demonstrations are checked the same way, episode by episode. So a
+    ``learn(reset_num_timesteps=False)`` after replacing the buffer mid-episode (``load_replay_buffer``) is refused:
+    start with ``reset_num_timesteps=True``.
 
     Unlike :class:`DQfDReplayBuffer` there are no ``observations`` / ``next_observations`` attributes (SB3 code that
     reads them, e.g. ``optimize_memory_usage`` or HER, does not apply); ``actions``, ``rewards``, ``dones`` and
@@ -646,11 +889,14 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
     same transitions.
 
     :param n_stack: number of stacked frames per observation (``VecFrameStack``'s ``n_stack``; 1: no stacking)
-    :param channels_order: ``"first"``, ``"last"`` or None (detected), as for ``VecFrameStack``
-    :param kwargs: see :class:`DQfDReplayBuffer` (``observation_space`` must be a ``Box``)
+    :param channels_order: ``"first"``, ``"last"`` or None (detected), as for ``VecFrameStack``; for a Dict space also
+        a dict with one of these per key
+    :param kwargs: see :class:`DQfDReplayBuffer` (``observation_space`` must be a ``Box``, or a ``Dict`` of ``Box``)
     """
 
     _storage_keys = ("actions", "rewards", "dones", "timeouts")
+    frame_shape: tuple[int, ...] | dict[str, tuple[int, ...]]
+    stack_axis: int | dict[str, int]
 
     def __init__(
         self,
@@ -670,38 +916,32 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
         demo_eps: float = 1.0,
         demo_ratio: float | None = None,
         n_stack: int = 1,
-        channels_order: str | None = None,
+        channels_order: str | Mapping[str, str | None] | None = None,
     ) -> None:
-        if not isinstance(observation_space, spaces.Box):
+        _check_observation_space(observation_space, "CompactDQfDReplayBuffer")
+        if not isinstance(observation_space, (spaces.Box, spaces.Dict)):
             raise TypeError(
-                f"CompactDQfDReplayBuffer needs a Box observation space (frames of an array), got {observation_space}"
+                "CompactDQfDReplayBuffer needs a Box observation space (frames of an array), or a Dict space of them, "
+                f"got {observation_space}"
             )
         if isinstance(n_stack, bool) or not isinstance(n_stack, (int, np.integer)) or n_stack < 1:
             raise ValueError(f"CompactDQfDReplayBuffer: n_stack must be an integer >= 1, got {n_stack!r}")
-        if channels_order not in (None, "first", "last"):
-            raise ValueError(
-                f"CompactDQfDReplayBuffer: channels_order must be 'first', 'last' or None, got {channels_order!r}"
-            )
-        channels_first = StackedObservations.compute_stacking(n_stack, observation_space, channels_order)[0]
-        shape = observation_space.shape
-        # Axis of the stack within one observation (SB3 concatenates the frames oldest first along it)
-        self.stack_axis = 0 if channels_first else len(shape) - 1
-        if len(shape) == 0 or shape[self.stack_axis] % n_stack != 0:
-            raise ValueError(
-                f"CompactDQfDReplayBuffer: the observation shape {shape} cannot hold n_stack={n_stack} frames along "
-                f"axis {self.stack_axis} (the stacked observation space of VecFrameStack(env, n_stack) is expected)"
-            )
+        self._dict_obs = isinstance(observation_space, spaces.Dict)
+        self._layouts = self._frame_layouts(observation_space, int(n_stack), channels_order)
         self.n_stack = int(n_stack)
         self.channels_order = channels_order
-        frame_shape = list(shape)
-        frame_shape[self.stack_axis] //= n_stack
-        self.frame_shape = tuple(frame_shape)
+        if self._dict_obs:
+            self.frame_shape = {key: layout.frame_shape for key, layout in self._layouts.items() if key is not None}
+            self.stack_axis = {key: layout.stack_axis for key, layout in self._layouts.items() if key is not None}
+        else:
+            self.frame_shape, self.stack_axis = self._layouts[None].frame_shape, self._layouts[None].stack_axis
         # Position j of a stack holds the frame `_back[j]` steps before the newest one
         self._back = np.arange(n_stack - 1, -1, -1, dtype=np.int64)  # [n_stack]
-        self._demo_frames = np.zeros((1, *self.frame_shape), dtype=observation_space.dtype)  # the zero frame only
+        # The zero frame only
+        self._demo_frames: ObsArray = self._per_key(lambda layout: np.zeros((1, *layout.frame_shape), dtype=layout.dtype))
         self._demo_frame_index = np.zeros(0, dtype=np.int64)  # [n_demonstrations], frame of each observation
         self._demo_ages = np.zeros(0, dtype=np.int64)  # [n_demonstrations], steps since the episode start (clipped)
-        self._new_demonstration_frames: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._new_demonstration_frames: tuple[ObsArray, np.ndarray, np.ndarray] | None = None
         super().__init__(
             buffer_size,
             observation_space,
@@ -719,8 +959,68 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
             demo_eps=demo_eps,
             demo_ratio=demo_ratio,
         )
-        # SB3's ReplayBuffer allocated these (one row, see _sb3_buffer_size): the frames replace them
-        del self.observations, self.next_observations
+        if not self._dict_obs:
+            # SB3's ReplayBuffer allocated these (one row, see _sb3_buffer_size): the frames replace them
+            del self.observations, self.next_observations
+
+    @staticmethod
+    def _frame_layouts(
+        observation_space: spaces.Box | spaces.Dict, n_stack: int, channels_order: str | Mapping[str, str | None] | None
+    ) -> dict[str | None, _FrameLayout]:
+        """
+        :return: the frame layout of the observation (key None), or of each key of a Dict space (in its order), with
+            the stacking axis ``VecFrameStack`` (``StackedObservations``) uses for it
+        """
+        entries: list[tuple[str | None, spaces.Space, Any]]  # key, subspace, channels order
+        if isinstance(observation_space, spaces.Dict):
+            # As StackedObservations: one order for every key, or one per key
+            if isinstance(channels_order, Mapping):
+                missing = [key for key in observation_space.spaces if key not in channels_order]
+                if missing:
+                    raise ValueError(
+                        f"CompactDQfDReplayBuffer: channels_order {dict(channels_order)} has no entry for the observation "
+                        f"keys {missing}: give one order per key of the Dict space (as for VecFrameStack), or one for all"
+                    )
+                entries = [(key, subspace, channels_order[key]) for key, subspace in observation_space.spaces.items()]
+            else:
+                entries = [(key, subspace, channels_order) for key, subspace in observation_space.spaces.items()]
+        else:
+            entries = [(None, observation_space, channels_order)]
+        layouts = {}
+        for key, subspace, order in entries:
+            where = "" if key is None else f" (observation key {key!r})"
+            if order not in (None, "first", "last"):
+                raise ValueError(
+                    f"CompactDQfDReplayBuffer: channels_order must be 'first', 'last' or None{where}, got {order!r} "
+                    "(a dict by key only for a Dict observation space)"
+                )
+            if not isinstance(subspace, spaces.Box):
+                raise TypeError(
+                    f"CompactDQfDReplayBuffer needs a Box observation space (frames of an array){where}, got {subspace}: "
+                    "VecFrameStack stacks every key of a Dict space and supports Box keys only"
+                )
+            shape = subspace.shape
+            # compute_stacking cannot stack a scalar observation (no axis)
+            channels_first = len(shape) > 0 and StackedObservations.compute_stacking(n_stack, subspace, order)[0]
+            stack_axis = 0 if channels_first else len(shape) - 1
+            if len(shape) == 0 or shape[stack_axis] % n_stack != 0:
+                raise ValueError(
+                    f"CompactDQfDReplayBuffer: the observation shape {shape}{where} cannot hold n_stack={n_stack} frames "
+                    f"along axis {stack_axis} (the stacked observation space of VecFrameStack(env, n_stack) is expected)"
+                )
+            frame_shape = list(shape)
+            frame_shape[stack_axis] //= n_stack
+            layouts[key] = _FrameLayout(key, stack_axis, tuple(frame_shape), shape, subspace.dtype)
+        return layouts
+
+    def _per_key(self, function: Callable[..., Any], *values: Any) -> Any:
+        """
+        ``function(layout, *arrays)`` with the observation's frame layout and the ``values``, or for a Dict space
+        with each key's layout and each value's array of that key (then a dict of the results, in the space's order).
+        """
+        if not self._dict_obs:
+            return function(self._layouts[None], *values)
+        return {key: function(layout, *(value[key] for value in values)) for key, layout in self._layouts.items()}
 
     @staticmethod
     def _sb3_buffer_size(buffer_size: int, n_envs: int) -> int:
@@ -733,13 +1033,19 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
         self._frame_rows = self.buffer_size + self.n_stack - 1
         # [frame_rows * n_envs] newest frames of the rows (frame row, env), [n_envs] pending next frames, 1 zero frame
         self._pending_start = self._frame_rows * n_envs
-        self._frames = np.zeros((self._pending_start + n_envs + 1, *self.frame_shape), dtype=self.observation_space.dtype)
+        n_frames, n_finals = self._pending_start + n_envs + 1, max(n_envs, 8)
+        self._frames: ObsArray = self._per_key(lambda layout: np.zeros((n_frames, *layout.frame_shape), dtype=layout.dtype))
         self._ages = np.zeros((self.buffer_size, n_envs), dtype=np.int32)  # steps since the episode start, clipped
         self._final_seq = np.zeros((self.buffer_size, n_envs), dtype=np.int64)  # final frame of an episode-end row
-        self._finals = np.zeros((max(n_envs, 8), *self.frame_shape), dtype=self.observation_space.dtype)
-        # Final frames live at sequence numbers [tail, head), slot seq % len(_finals); appended and released in row order
+        self._finals: ObsArray = self._per_key(lambda layout: np.zeros((n_finals, *layout.frame_shape), dtype=layout.dtype))
+        # Final frames live at sequence numbers [tail, head), slot seq % _n_final_slots; appended and released in row order
         self._final_head = self._final_tail = 0
         self._n_adds = 0  # rows written since the ring was (re)allocated or reset: row of add g is frame row g % rows
+
+    @property
+    def _n_final_slots(self) -> int:
+        """Length of the final-frame FIFO (the same for every key)."""
+        return len(_first(self._finals))
 
     def reset(self) -> None:
         """Drop the agent transitions (and their priorities); the demonstrations stay. Old frames become unreachable."""
@@ -750,17 +1056,19 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
     # ----------------------------------------------------------------------------------------------------------------
     # Stacks <-> frames
     # ----------------------------------------------------------------------------------------------------------------
-    def _frame_slice(self, stacked: np.ndarray, start: int, stop: int) -> np.ndarray:
+    @staticmethod
+    def _frame_slice(stacked: np.ndarray, start: int, stop: int, layout: _FrameLayout) -> np.ndarray:
         """
         Frames ``start .. stop - 1`` (oldest first) of ``[N, *obs_shape]`` stacked observations, a view in the stacked
         layout; with ``stop = start + 1`` it has the shape ``[N, *frame_shape]`` of one frame each.
         """
-        size = self.frame_shape[self.stack_axis]
-        return stacked[(slice(None),) * (1 + self.stack_axis) + (slice(start * size, stop * size),)]
+        size = layout.frame_shape[layout.stack_axis]
+        return stacked[(slice(None),) * (1 + layout.stack_axis) + (slice(start * size, stop * size),)]
 
-    def _assemble(self, frames: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _assemble(frames: np.ndarray, layout: _FrameLayout) -> np.ndarray:
         """Stack ``[N, n_stack, *frame_shape]`` frames (oldest first) into ``[N, *obs_shape]`` observations."""
-        return np.moveaxis(frames, 1, 1 + self.stack_axis).reshape(len(frames), *self.obs_shape)
+        return np.moveaxis(frames, 1, 1 + layout.stack_axis).reshape(len(frames), *layout.obs_shape)
 
     def _demo_stack_indices(self, indices: np.ndarray, next_obs: bool) -> np.ndarray:
         """
@@ -772,13 +1080,18 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
         newest = self._demo_frame_index[indices] + next_obs  # [B]
         ages = self._demo_ages[indices] + next_obs  # [B]
         stack = newest[:, None] - self._back  # [B, n_stack]
-        return np.where(self._back <= ages[:, None], stack, len(self._demo_frames) - 1)
+        zero_frame = len(_first(self._demo_frames)) - 1
+        return np.where(self._back <= ages[:, None], stack, zero_frame)
 
-    def _agent_stacks(self, offsets: np.ndarray, next_obs: bool) -> np.ndarray:
+    def _agent_stack_indices(
+        self, offsets: np.ndarray, next_obs: bool
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         """
         :param offsets: agent offsets ``row * n_envs + env`` of stored transitions, shape ``[B]``
-        :param next_obs: rebuild the next observations instead of the observations
-        :return: their stacks as frames, ``[B, n_stack, *frame_shape]``
+        :param next_obs: index the next observations instead of the observations
+        :return: indices into ``_frames`` of their stacks ``[B, n_stack]``; and, for next observations of episode ends,
+            the batch positions ``[n_ended]`` whose newest frame is a final frame instead with their slots in ``_finals``
+            ``[n_ended]`` (None when there are none)
         """
         n_envs = self.n_envs
         rows, envs = np.divmod(offsets, n_envs)  # [B]
@@ -789,77 +1102,116 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
         ages = self._ages[rows, envs].astype(np.int64)  # [B]
         stack = ((adds[:, None] - back) % self._frame_rows) * n_envs + envs[:, None]  # [B, n_stack]
         # Before the episode start: the zero frame (back < 0 is the next frame, never padding)
-        stack = np.where(back <= ages[:, None], stack, len(self._frames) - 1)
-        if next_obs:
-            # The next frame of the newest row is still pending (the next add brings it as an observation)
-            stack[:, -1] = np.where(rows_back == 0, self._pending_start + envs, stack[:, -1])
-        frames = self._frames[stack]
-        if next_obs:
-            ended = np.flatnonzero(self.dones[rows, envs] > 0)  # [n_ended], positions in the batch
-            if ended.size:
-                frames[ended, -1] = self._finals[self._final_seq[rows[ended], envs[ended]] % len(self._finals)]
-        return frames
+        stack = np.where(back <= ages[:, None], stack, self._pending_start + n_envs)
+        if not next_obs:
+            return stack, None
+        # The next frame of the newest row is still pending (the next add brings it as an observation)
+        stack[:, -1] = np.where(rows_back == 0, self._pending_start + envs, stack[:, -1])
+        ended = np.flatnonzero(self.dones[rows, envs] > 0)  # [n_ended], positions in the batch
+        if not ended.size:
+            return stack, None
+        return stack, (ended, self._final_seq[rows[ended], envs[ended]] % self._n_final_slots)
 
-    def _stacks(self, indices: np.ndarray, next_obs: bool) -> np.ndarray:
+    def _agent_frames(self, offsets: np.ndarray, next_obs: bool) -> ObsArray:
+        """
+        :param offsets: agent offsets ``row * n_envs + env`` of stored transitions, shape ``[B]``
+        :param next_obs: rebuild the next observations instead of the observations
+        :return: their stacks as frames, ``[B, n_stack, *frame_shape]`` (per key for a Dict space)
+        """
+        stack, final_slots = self._agent_stack_indices(offsets, next_obs)
+
+        def gather(layout: _FrameLayout, frames: np.ndarray, finals: np.ndarray) -> np.ndarray:
+            stacks = frames[stack]
+            if final_slots is not None:
+                ended, slots = final_slots
+                stacks[ended, -1] = finals[slots]
+            return stacks
+
+        return self._per_key(gather, self._frames, self._finals)
+
+    def _stacks(self, indices: np.ndarray, next_obs: bool) -> ObsArray:
         """
         :param indices: flat buffer indices, shape ``[B]``
         :param next_obs: rebuild the next observations instead of the observations
-        :return: the (next) observations, ``[B, *obs_shape]``
+        :return: the (next) observations, ``[B, *obs_shape]`` (per key for a Dict space)
         """
-        n_demos = self._n_demonstrations
+        n_demos, n_stack = self._n_demonstrations, self.n_stack
         is_demo = indices < n_demos
         if is_demo.all():
-            frames = self._demo_frames[self._demo_stack_indices(indices, next_obs)]
-        elif not is_demo.any():
-            frames = self._agent_stacks(indices - n_demos, next_obs)
-        else:
-            frames = np.empty((len(indices), self.n_stack, *self.frame_shape), dtype=self._frames.dtype)
-            frames[is_demo] = self._demo_frames[self._demo_stack_indices(indices[is_demo], next_obs)]
-            frames[~is_demo] = self._agent_stacks(indices[~is_demo] - n_demos, next_obs)
-        return self._assemble(frames)
+            demo_stack = self._demo_stack_indices(indices, next_obs)
+            return self._per_key(lambda layout, frames: self._assemble(frames[demo_stack], layout), self._demo_frames)
+        if not is_demo.any():
+            agent = self._agent_frames(indices - n_demos, next_obs)
+            return self._per_key(lambda layout, frames: self._assemble(frames, layout), agent)
+        # Both regions: the frame index arrays are computed once, for every key
+        demo_stack = self._demo_stack_indices(indices[is_demo], next_obs)
+        agent = self._agent_frames(indices[~is_demo] - n_demos, next_obs)
 
-    def _gather_observations(self, indices: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def merge(layout: _FrameLayout, demo_frames: np.ndarray, agent_frames: np.ndarray) -> np.ndarray:
+            frames = np.empty((len(indices), n_stack, *layout.frame_shape), dtype=layout.dtype)
+            frames[is_demo] = demo_frames[demo_stack]
+            frames[~is_demo] = agent_frames
+            return self._assemble(frames, layout)
+
+        return self._per_key(merge, self._demo_frames, agent)
+
+    def _gather_observations(self, indices: np.ndarray, last: np.ndarray) -> tuple[ObsArray, ObsArray, ObsArray]:
         return self._stacks(indices, False), self._stacks(indices, True), self._stacks(last, True)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Writing
     # ----------------------------------------------------------------------------------------------------------------
-    def _check_stacking(self, obs: np.ndarray, next_obs: np.ndarray, ages: np.ndarray, where: str) -> None:
+    def _check_stacking(self, obs: ObsArray, next_obs: ObsArray, ages: np.ndarray, where: str) -> None:
         """
         Raise a ValueError unless every ``next_obs`` is its ``obs`` shifted by one frame and every ``obs`` is zero
-        before its episode start (``ages``: steps since the start, ``[N]``), as ``VecFrameStack`` stacks them.
+        before its episode start (``ages``: steps since the start, ``[N]``), as ``VecFrameStack`` stacks them; key by
+        key for a Dict space.
         """
-        # Compared in the stacked layout: views of the [N, n_stack, *frame] layout iterate slowly (channels innermost)
         n_stack = self.n_stack
-        if not np.array_equal(self._frame_slice(obs, 1, n_stack), self._frame_slice(next_obs, 0, n_stack - 1)):
-            raise ValueError(
-                f"CompactDQfDReplayBuffer: {where}: a next observation is not its observation shifted by one frame "
-                f"(observations must be stacked by VecFrameStack with n_stack={self.n_stack} along axis {self.stack_axis})"
-            )
         n_padding = n_stack - 1 - ages  # [N], frames before the episode start
-        if any(self._frame_slice(obs[i : i + 1], 0, n_padding[i]).any() for i in np.flatnonzero(n_padding)):
-            raise ValueError(
-                f"CompactDQfDReplayBuffer: {where}: an observation has non-zero frames before its episode start "
-                f"(VecFrameStack pads with zeros after a reset; n_stack={self.n_stack})"
-            )
 
-    def _demonstration_arrays(self, demonstrations: Demonstrations) -> dict[str, np.ndarray]:
+        def check(layout: _FrameLayout, observations: np.ndarray, next_observations: np.ndarray) -> None:
+            # Compared in the stacked layout: views of the [N, n_stack, *frame] layout iterate slowly (channels innermost)
+            shifted = self._frame_slice(observations, 1, n_stack, layout)
+            if not np.array_equal(shifted, self._frame_slice(next_observations, 0, n_stack - 1, layout)):
+                raise ValueError(
+                    f"CompactDQfDReplayBuffer: {where}{layout.where}: a next observation is not its observation shifted "
+                    f"by one frame (observations must be stacked by VecFrameStack with n_stack={n_stack} along axis "
+                    f"{layout.stack_axis})"
+                )
+            for i in np.flatnonzero(n_padding):
+                if self._frame_slice(observations[i : i + 1], 0, n_padding[i], layout).any():
+                    raise ValueError(
+                        f"CompactDQfDReplayBuffer: {where}{layout.where}: an observation has non-zero frames before its "
+                        f"episode start (VecFrameStack pads with zeros after a reset; n_stack={n_stack})"
+                    )
+
+        self._per_key(check, obs, next_obs)
+
+    def _demonstration_arrays(self, demonstrations: Demonstrations) -> dict[str, Any]:
         arrays = super()._demonstration_arrays(demonstrations)
         observations, next_observations = arrays["observations"], arrays["next_observations"]
         ends = arrays["dones"] > 0  # [N], True on the last step of each episode
         n_transitions = len(ends)
+        n_stack = self.n_stack
         steps = np.arange(n_transitions)
         # Frame layout: each episode's T observation frames, then its final frame
         frame_index = steps + np.cumsum(ends) - ends  # [N]
         is_start = np.concatenate([[True], ends[:-1]])
-        ages = np.minimum(steps - np.maximum.accumulate(np.where(is_start, steps, 0)), self.n_stack - 1)
-        frames = np.empty((n_transitions + int(ends.sum()) + 1, *self.frame_shape), dtype=self.observation_space.dtype)
-        frames[frame_index] = self._frame_slice(observations, self.n_stack - 1, self.n_stack)
-        frames[frame_index[ends] + 1] = self._frame_slice(next_observations[ends], self.n_stack - 1, self.n_stack)
-        frames[-1] = 0
+        ages = np.minimum(steps - np.maximum.accumulate(np.where(is_start, steps, 0)), n_stack - 1)
         # Within an episode obs[t + 1] is next_obs[t] (both are its observation t + 1): with these two checks every
         # stack equals the one rebuilt from the frames
         self._check_stacking(observations, next_observations, ages, "demonstrations")
+        n_frames = n_transitions + int(ends.sum()) + 1
+
+        def episode_frames(layout: _FrameLayout, obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+            frames = np.empty((n_frames, *layout.frame_shape), dtype=layout.dtype)
+            frames[frame_index] = self._frame_slice(obs, n_stack - 1, n_stack, layout)
+            frames[frame_index[ends] + 1] = self._frame_slice(next_obs[ends], n_stack - 1, n_stack, layout)
+            frames[-1] = 0
+            return frames
+
+        frames = self._per_key(episode_frames, observations, next_observations)
         self._new_demonstration_frames = (frames, frame_index, ages)
         return arrays
 
@@ -871,14 +1223,15 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
 
         :param demonstrations: the expert episodes; their observations and actions must fit the buffer's spaces
         """
-        old_frames = self._demo_frames[:-1]
+        old_frames = self._per_key(lambda layout, frames: frames[:-1], self._demo_frames)  # without the zero frame
+        n_old_frames = len(_first(old_frames))
         super().add_demonstrations(demonstrations)
         # Set by _demonstration_arrays, which the parent calls before storing anything
         frames, frame_index, ages = self._new_demonstration_frames  # type: ignore[misc]
         self._new_demonstration_frames = None
-        self._demo_frame_index = np.concatenate([self._demo_frame_index, frame_index + len(old_frames)])
+        self._demo_frame_index = np.concatenate([self._demo_frame_index, frame_index + n_old_frames])
         self._demo_ages = np.concatenate([self._demo_ages, ages])
-        self._demo_frames = np.concatenate([old_frames, frames])
+        self._demo_frames = self._per_key(lambda layout, old, new: np.concatenate([old, new]), old_frames, frames)
 
     def _new_row_ages(self) -> tuple[np.ndarray, np.ndarray]:
         """
@@ -891,27 +1244,37 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
         continued = self.dones[previous] == 0
         return continued, np.where(continued, np.minimum(self._ages[previous].astype(np.int64) + 1, self.n_stack - 1), 0)
 
-    def _append_finals(self, row: int, envs: np.ndarray, frames: np.ndarray) -> None:
-        """Keep the final frames ``[n, *frame_shape]`` of the episodes that ended at ``(row, envs)``."""
+    def _append_finals(self, row: int, envs: np.ndarray, frames: ObsArray) -> None:
+        """Keep the final frames ``[n, *frame_shape]`` (per key for a Dict space) of the episodes ended at ``(row, envs)``."""
+        n_slots = self._n_final_slots
         n_live = self._final_head - self._final_tail + len(envs)
-        if n_live > len(self._finals):
+        if n_live > n_slots:
             # Grow (doubling) and move every live frame to its slot seq % new length
-            capacity = len(self._finals)
+            capacity = n_slots
             while capacity < n_live:
                 capacity *= 2
-            seqs = np.arange(self._final_tail, self._final_head)
-            finals = np.zeros((capacity, *self.frame_shape), dtype=self._finals.dtype)
-            finals[seqs % capacity] = self._finals[seqs % len(self._finals)]
-            self._finals = finals
+            live = np.arange(self._final_tail, self._final_head)
+
+            def grow(layout: _FrameLayout, finals: np.ndarray) -> np.ndarray:
+                grown = np.zeros((capacity, *layout.frame_shape), dtype=layout.dtype)
+                grown[live % capacity] = finals[live % n_slots]
+                return grown
+
+            self._finals = self._per_key(grow, self._finals)
+            n_slots = capacity
         seqs = np.arange(self._final_head, self._final_head + len(envs))
-        self._finals[seqs % len(self._finals)] = frames
+
+        def put(layout: _FrameLayout, finals: np.ndarray, new: np.ndarray) -> None:
+            finals[seqs % n_slots] = new
+
+        self._per_key(put, self._finals, frames)
         self._final_seq[row, envs] = seqs
         self._final_head += len(envs)
 
-    def add(
+    def add(  # type: ignore[override]
         self,
-        obs: np.ndarray,
-        next_obs: np.ndarray,
+        obs: ObsArray,
+        next_obs: ObsArray,
         action: np.ndarray,
         reward: np.ndarray,
         done: np.ndarray,
@@ -923,7 +1286,8 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
         Stores the newest frame of ``obs``, and of ``next_obs`` (until the next add brings it, or for good on a done
         step); raises a ValueError, storing nothing, if the stacks do not continue the stored ones.
 
-        :param obs: stacked observations, shape ``[n_envs, *obs_shape]``
+        :param obs: stacked observations, shape ``[n_envs, *obs_shape]``; for a Dict space a dict with every key of the
+            space, ``[n_envs, *shape_k]`` each
         :param next_obs: stacked next observations; on a done step the episode's final observation
             (``infos[i]["terminal_observation"]``, as SB3's ``_store_transition`` passes it)
         :param action: actions, shape ``[n_envs, *action_shape]``
@@ -931,48 +1295,55 @@ class CompactDQfDReplayBuffer(DQfDReplayBuffer):
         :param done: episode ended (terminated or truncated), shape ``[n_envs]``
         :param infos: one info dict per env; ``"TimeLimit.truncated"`` marks a timeout
         """
-        n_envs, row = self.n_envs, self.pos
-        obs = np.asarray(obs).reshape(n_envs, *self.obs_shape)
-        next_obs = np.asarray(next_obs).reshape(n_envs, *self.obs_shape)
-        done = np.asarray(done).reshape(n_envs)
+        n_envs, n_stack, row = self.n_envs, self.n_stack, self.pos
+        if self._dict_obs:
+            obs, next_obs = self._agent_dict(obs, "obs"), self._agent_dict(next_obs, "next_obs")
+        else:
+            obs = np.asarray(obs).reshape(n_envs, *self.obs_shape)
+            next_obs = np.asarray(next_obs).reshape(n_envs, *self.obs_shape)
+        fields = self._row_fields(action, reward, done, infos)
         continued_mask, ages = self._new_row_ages()  # [n_envs]
         self._check_stacking(obs, next_obs, ages, "add")
         continued = np.flatnonzero(continued_mask)
         if continued.size:
             previous = (row - 1) % self.buffer_size * n_envs + continued
-            if not np.array_equal(self._assemble(self._agent_stacks(previous, next_obs=True)), obs[continued]):
-                raise ValueError(
-                    "CompactDQfDReplayBuffer: add: an observation does not continue its env's previous next observation "
-                    "although that step did not end the episode (the env was reset without truncate_running_episodes, "
-                    "or the buffer was replaced mid-episode: learn with reset_num_timesteps=True)"
-                )
+
+            def check_continues(layout: _FrameLayout, stored: np.ndarray, observations: np.ndarray) -> None:
+                if not np.array_equal(self._assemble(stored, layout), observations[continued]):
+                    raise ValueError(
+                        f"CompactDQfDReplayBuffer: add{layout.where}: an observation does not continue its env's previous "
+                        "next observation although that step did not end the episode (the env was reset without "
+                        "truncate_running_episodes, or the buffer was replaced mid-episode: learn with "
+                        "reset_num_timesteps=True)"
+                    )
+
+            self._per_key(check_continues, self._agent_frames(previous, next_obs=True), obs)
         if self.full:
             # The oldest row is overwritten: its final frames (the oldest kept) are released
             self._final_tail += int(np.count_nonzero(self.dones[row]))
-        newest_next = self._frame_slice(next_obs, self.n_stack - 1, self.n_stack)  # [n_envs, *frame_shape]
-        frame_row = self._n_adds % self._frame_rows
-        self._frames[frame_row * n_envs : (frame_row + 1) * n_envs] = self._frame_slice(obs, self.n_stack - 1, self.n_stack)
-        self._frames[self._pending_start : self._pending_start + n_envs] = newest_next
-        ended = np.flatnonzero(done)
+        frame_row, pending = self._n_adds % self._frame_rows, self._pending_start
+
+        def write(layout: _FrameLayout, frames: np.ndarray, observations: np.ndarray, next_observations: np.ndarray) -> None:
+            frames[frame_row * n_envs : (frame_row + 1) * n_envs] = self._frame_slice(
+                observations, n_stack - 1, n_stack, layout
+            )
+            frames[pending : pending + n_envs] = self._frame_slice(next_observations, n_stack - 1, n_stack, layout)
+
+        self._per_key(write, self._frames, obs, next_obs)
+        ended = np.flatnonzero(fields[2])
         if ended.size:
-            self._append_finals(row, ended, newest_next[ended])
+            # The newest next frames, just written to the pending slots
+            self._append_finals(row, ended, _map_obs(lambda frames: frames[pending + ended], self._frames))
         self._ages[row] = ages
-        self.actions[row] = np.asarray(action).reshape(n_envs, self.action_dim)
-        self.rewards[row] = np.asarray(reward).reshape(n_envs)
-        self.dones[row] = done
-        if self.handle_timeout_termination:
-            self.timeouts[row] = [info.get("TimeLimit.truncated", False) for info in infos]
         self._n_adds += 1
-        self.pos = (row + 1) % self.buffer_size
-        self.full = self.full or self.pos == 0
-        self._prioritize_new_row(row)
+        self._write_row(fields)
 
     def truncate_running_episodes(self) -> np.ndarray:
         running = super().truncate_running_episodes()
         if running.size:
             # The pending next frames of the cut rows become their episodes' final frames
             newest = (self.pos - 1) % self.buffer_size
-            self._append_finals(newest, running, self._frames[self._pending_start + running])
+            self._append_finals(newest, running, _map_obs(lambda frames: frames[self._pending_start + running], self._frames))
         return running
 
     truncate_running_episodes.__doc__ = DQfDReplayBuffer.truncate_running_episodes.__doc__

@@ -192,6 +192,26 @@ def _demonstration_shapes(observations: ObservationArrays) -> tuple[int, ...] | 
     return observations.shape[1:]
 
 
+def _stacking(env: VecFrameStack, transposed: set[str] | bool) -> str | dict[str, str]:
+    """
+    The stacking axis of ``env``'s stacks as the agent receives them, as a ``channels_order`` (per key for Dict):
+    ``VecFrameStack``'s own, or channels first where a ``VecTransposeImage`` above it transposed the stacks (SB3 puts
+    it outside ``VecFrameStack``).
+
+    :param env: the frame-stacking wrapper
+    :param transposed: True if the (Box) stacks were transposed, or the keys whose stacks were
+    """
+
+    def order(channels_first: bool, key: str | None = None) -> str:
+        moved = transposed if key is None or isinstance(transposed, bool) else key in transposed
+        return "first" if channels_first or moved else "last"
+
+    stacked_obs = env.stacked_obs
+    if isinstance(env.observation_space, spaces.Dict):
+        return {key: order(sub.channels_first, key) for key, sub in stacked_obs.sub_stacked_observations.items()}
+    return order(stacked_obs.channels_first)
+
+
 def _concatenated(first: TensorDict | th.Tensor, second: TensorDict | th.Tensor) -> TensorDict | th.Tensor:
     """Two batches of observations as one (``[B1 + B2, ...]``; key by key for Dict observations)."""
     if isinstance(first, dict) and isinstance(second, dict):
@@ -683,24 +703,27 @@ class DQfD(DQN):
 
     def _default_replay_buffer(self) -> tuple[type[DQfDReplayBuffer], dict[str, Any]]:
         """
-        The replay buffer of ``replay_buffer_class=None``: for image observations a :class:`CompactDQfDReplayBuffer`
-        (each frame stored once: a 1M-transition Atari buffer fits in 8 GiB instead of ~56 GB) with the stacking of
-        the env's ``VecFrameStack``, if any; a :class:`DQfDReplayBuffer` otherwise.
+        The replay buffer of ``replay_buffer_class=None``: for image observations (or Dict observations of Box keys,
+        one of them an image) a :class:`CompactDQfDReplayBuffer` (each frame stored once: a 1M-transition Atari buffer
+        fits in 8 GiB instead of ~56 GB) with the stacking of the env's ``VecFrameStack``, if any; a
+        :class:`DQfDReplayBuffer` otherwise.
 
         :return: the class and the stacking keyword arguments of the buffer
         """
-        if not is_image_space(self.observation_space, check_channels=False):
+        space = self.observation_space
+        subspaces = list(space.spaces.values()) if isinstance(space, spaces.Dict) else [space]
+        images = [is_image_space(subspace, check_channels=False) for subspace in subspaces]
+        if not any(images) or not all(isinstance(subspace, spaces.Box) for subspace in subspaces):
             return DQfDReplayBuffer, {}
         env: VecEnv | None = self.env
-        transposed = False
+        transposed: set[str] | bool = False  # what a VecTransposeImage above put channels first (image keys of a Dict)
         while isinstance(env, VecEnvWrapper):
             if isinstance(env, VecFrameStack):
-                # SB3 puts VecTransposeImage outside VecFrameStack: the stacked channels then come first
-                channels_first = transposed or env.stacked_obs.channels_first
                 return CompactDQfDReplayBuffer, dict(
-                    n_stack=env.stacked_obs.n_stack, channels_order="first" if channels_first else "last"
+                    n_stack=env.stacked_obs.n_stack, channels_order=_stacking(env, transposed)
                 )
-            transposed = transposed or isinstance(env, VecTransposeImage)
+            if isinstance(env, VecTransposeImage):
+                transposed = set(env.image_space_keys or []) if isinstance(space, spaces.Dict) else True
             env = env.venv
         return CompactDQfDReplayBuffer, dict(n_stack=1)
 
