@@ -16,6 +16,7 @@ from sb3_dqfd.common.experts import EXPERTS, get_expert
 from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
 from sb3_dqfd.transformer_a2c import TransformerA2C
+from sb3_dqfd.transformer_ppo import TransformerPPO
 
 # Read version from file
 version_file = os.path.join(os.path.dirname(__file__), "version.txt")
@@ -31,6 +32,7 @@ __all__ = [
     "DemonstrationsNotFoundError",
     "Episode",
     "TransformerA2C",
+    "TransformerPPO",
     "Transitions",
     "__version__",
     "get_expert",

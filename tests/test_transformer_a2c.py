@@ -342,11 +342,47 @@ def test_bad_policy_arguments(policy_kwargs, match):
 
 @pytest.mark.parametrize(
     "observation_space",
-    [spaces.Discrete(4), spaces.Box(0, 255, (8, 8, 3), dtype=np.uint8), spaces.Dict({"a": spaces.Box(-1, 1, (2,))})],
+    [
+        spaces.Tuple([spaces.Discrete(2), spaces.Discrete(3)]),
+        spaces.Text(5),
+        spaces.Dict({"a": spaces.Dict({"b": spaces.Box(-1, 1, (2,))})}),  # nested
+    ],
 )
 def test_observation_space_it_cannot_encode(observation_space):
-    with pytest.raises(ValueError, match="vector observations"):
+    # Discrete, image and Dict observations are encoded since the per-step features extractors (tests/test_transformer_ppo.py)
+    with pytest.raises(ValueError, match="encodes Box, Discrete, MultiDiscrete and MultiBinary observations"):
         TransformerActorCriticPolicy(observation_space, spaces.Discrete(2), ConstantSchedule(1e-3))
+
+
+def parameter_checksum(model: TransformerA2C) -> tuple[float, float]:
+    """Position-weighted sums of every state-dict entry (parameters and running statistics), and of their magnitudes."""
+    sums = []
+    state = model.policy.state_dict()
+    for key in sorted(state):
+        flat = state[key].double().flatten()
+        sums.append(
+            float((flat * th.linspace(1.0, 2.0, len(flat), dtype=th.float64)).sum()) if len(flat) > 1 else float(flat.sum())
+        )
+    return sum(sums), sum(abs(value) for value in sums)
+
+
+@pytest.mark.parametrize(
+    "env_id, policy_kwargs, expected",
+    [
+        ("CartPole-v1", {}, (386.17008866534536, 452.5117801629878)),
+        ("Pendulum-v1", dict(share_encoder=False, gated=True), (896.9745999996913, 1009.7137443275948)),
+    ],
+)
+def test_fixed_seed_run_gives_the_parameters_of_before_the_shared_base_class(env_id, policy_kwargs, expected):
+    """
+    Reference checksums computed with TransformerA2C as it was before the rollout collection, setup and predict moved
+    to TransformerOnPolicyAlgorithm and the policy gained per-step features extractors: the refactor changed nothing.
+    """
+    wrapper = CartPoleNoVel if env_id == "CartPole-v1" else None
+    env = make_vec_env(env_id, n_envs=2, seed=0, wrapper_class=wrapper)
+    model = TransformerA2C("MlpPolicy", env, n_steps=4, seed=0, policy_kwargs=dict(context_len=4, **policy_kwargs))
+    model.learn(96)
+    assert parameter_checksum(model) == pytest.approx(expected, rel=1e-6)
 
 
 def test_bad_predict_state():

@@ -162,6 +162,23 @@ def test_journal_file_storage_for_workers_without_a_database(workdir: Path, caps
     assert len(optuna.load_study(study_name="dqfd-CartPole-v1", storage=storage).trials) == 1
 
 
+def test_transformer_ppo_study_and_best_yaml(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sb3_dqfd.transformer_ppo.transformer_ppo import TransformerPPO
+    from sb3_dqfd.zoo.samplers import convert_transformer_ppo_params
+
+    # The cheapest trial: short rollouts, one epoch, the smallest encoder
+    fast = ["--fix", "n_steps=16", "batch_size=32", "n_epochs=1", "context_len=4", "d_model=16", "n_layers=1"]
+    argv = ["transformer_ppo", "--env", "CartPoleNoVel-v1", "--storage", "journal/ppo.log", "--n-trials", "1"]
+    assert run_tune(capsys, *argv, *TINY, *fast, "--output", "best.yml")[0] == 0
+    storage = optuna.storages.JournalStorage(JournalFileBackend("journal/ppo.log"))
+    study = optuna.load_study(study_name="transformer_ppo-CartPoleNoVel-v1", storage=storage)
+    assert [trial.state for trial in study.trials] == [TrialState.COMPLETE]
+    written = read_zoo_entry("best.yml", "CartPoleNoVel-v1", TransformerPPO)
+    shipped = read_zoo_entry(HYPERPARAMS_DIR / "transformer_ppo.yml", "CartPoleNoVel-v1", TransformerPPO)
+    assert written == {**shipped, **convert_transformer_ppo_params(study.best_trial.params)}
+    assert written["batch_size"] == 16  # capped at n_steps: divides n_steps * n_envs
+
+
 def test_workers_racing_to_create_the_tables_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy.exc import IntegrityError
 

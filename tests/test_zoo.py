@@ -18,6 +18,7 @@ from sb3_dqfd.common.demonstrations import record_demonstrations, save_demonstra
 from sb3_dqfd.common.hyperparams import load_hyperparameters, shipped_hyperparameters
 from sb3_dqfd.dqfd.dqfd import DQfD
 from sb3_dqfd.transformer_a2c.transformer_a2c import TransformerA2C
+from sb3_dqfd.transformer_ppo.transformer_ppo import TransformerPPO
 from sb3_dqfd.zoo import (
     HYPERPARAMS_DIR,
     convert_dqfd_params,
@@ -28,11 +29,12 @@ from sb3_dqfd.zoo import (
     sample_transformer_a2c_params,
 )
 from sb3_dqfd.zoo.cli import main as zoo_main
-from sb3_dqfd.zoo.samplers import NET_ARCHS
+from sb3_dqfd.zoo.samplers import NET_ARCHS, convert_transformer_ppo_params, sample_transformer_ppo_params
 
 SHIPPED = {
     "dqfd": (DQfD, ["CartPole-v1", "MountainCar-v0", "LunarLander-v3"]),
     "transformer_a2c": (TransformerA2C, ["CartPoleNoVel-v1", "Walker2d-v5"]),
+    "transformer_ppo": (TransformerPPO, ["CartPoleNoVel-v1", "Walker2d-v5"]),
 }
 # Keys rl-zoo3 passes through eval() when they are strings: ours must be plain mappings
 EVALUATED_KEYS = ("policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs", "monitor_kwargs", "normalize")
@@ -60,6 +62,13 @@ def test_registration_puts_our_algorithms_in_rl_zoo3_tables() -> None:
     assert hyperparams_opt.HYPERPARAMS_SAMPLER["transformer_a2c"] is sample_transformer_a2c_params
     assert hyperparams_opt.HYPERPARAMS_CONVERTER["dqfd"] is convert_dqfd_params
     assert utils.ALGOS["dqn"].__name__ == "DQN"  # rl-zoo3's own entries are kept
+
+
+def test_registration_puts_transformer_ppo_in_rl_zoo3_tables() -> None:
+    register_algorithms()
+    assert utils.ALGOS["transformer_ppo"] is TransformerPPO
+    assert hyperparams_opt.HYPERPARAMS_SAMPLER["transformer_ppo"] is sample_transformer_ppo_params
+    assert hyperparams_opt.HYPERPARAMS_CONVERTER["transformer_ppo"] is convert_transformer_ppo_params
 
 
 def _sampled(sampler: Any, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -128,6 +137,17 @@ def test_transformer_a2c_samples_build_valid_models_and_convert_back(seed: int) 
     hyperparams, params = _sampled(sample_transformer_a2c_params, seed)
     assert convert_transformer_a2c_params(params) == hyperparams
     model = TransformerA2C("MlpPolicy", "CartPoleNoVel-v1", **hyperparams)
+    obs = model.env.reset()
+    actions, _ = model.predict(obs, episode_start=np.ones(1, dtype=bool))
+    assert model.env.action_space.contains(int(actions[0]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_transformer_ppo_samples_build_valid_models_and_convert_back(seed: int) -> None:
+    hyperparams, params = _sampled(sample_transformer_ppo_params, seed)
+    assert convert_transformer_ppo_params(params) == hyperparams
+    assert hyperparams["batch_size"] <= hyperparams["n_steps"]  # so that it divides n_steps * n_envs
+    model = TransformerPPO("MlpPolicy", "CartPoleNoVel-v1", **hyperparams)
     obs = model.env.reset()
     actions, _ = model.predict(obs, episode_start=np.ones(1, dtype=bool))
     assert model.env.action_space.contains(int(actions[0]))
@@ -221,6 +241,19 @@ def test_rl_zoo3_train_and_enjoy_with_transformer_a2c(
     assert _zoo(capsys, monkeypatch, *enjoy)[0] == 0
 
 
+def test_rl_zoo3_train_and_enjoy_with_transformer_ppo(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One rollout of the shipped entry (8 envs x 32 steps), one epoch
+    train = ["train", "--algo", "transformer_ppo", "--env", "CartPoleNoVel-v1", "-n", "256", "--eval-freq", "-1"]
+    assert _zoo(capsys, monkeypatch, *train, "-f", "logs", "--seed", "0", "-params", "n_epochs:1")[0] == 0
+    model = TransformerPPO.load(workdir / "logs" / "transformer_ppo" / "CartPoleNoVel-v1_1" / "CartPoleNoVel-v1.zip")
+    assert model.policy_kwargs["context_len"] == 16
+    assert (model.batch_size, model.n_epochs, model._n_updates) == (32, 1, 1)
+    enjoy = ["enjoy", "--algo", "transformer_ppo", "--env", "CartPoleNoVel-v1", "-f", "logs", "--no-render", "-n", "50"]
+    assert _zoo(capsys, monkeypatch, *enjoy)[0] == 0
+
+
 def test_zoo_help_lists_the_scripts(capsys: pytest.CaptureFixture[str]) -> None:
     assert zoo_main(["--help"]) == 0
     assert "{train,enjoy,plot_train,plot_from_file,all_plots,tune}" in capsys.readouterr().out
@@ -258,6 +291,7 @@ DOCUMENTED_DEVIATIONS = {
     ("dqfd", "CartPole-v1"): {"learning_rate", "target_update_interval"},
     ("dqfd", "LunarLander-v3"): {"learning_rate"},
     ("dqfd", "MountainCar-v0"): {"normalize_observations", "n_steps", "exploration_initial_eps", "exploration_fraction"},
+    ("transformer_ppo", "CartPoleNoVel-v1"): {"n_steps", "batch_size", "gamma", "gae_lambda"},
 }
 
 
@@ -266,7 +300,8 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("algo, env_id", [("dqfd", "CartPole-v1"), ("dqfd", "MountainCar-v0"), ("dqfd", "LunarLander-v3"),
-                                          ("transformer_a2c", "CartPoleNoVel-v1")])  # fmt: skip
+                                          ("transformer_a2c", "CartPoleNoVel-v1"),
+                                          ("transformer_ppo", "CartPoleNoVel-v1")])  # fmt: skip
 def test_shipped_values_differ_from_the_class_defaults_only_where_their_header_says(algo: str, env_id: str) -> None:
     """The headers list each change from the classes' defaults: keep that true when defaults or entries change."""
     algorithm = SHIPPED[algo][0]

@@ -129,7 +129,7 @@ def shipped_hyperparameters(algorithm_class: type[BaseAlgorithm], env_id: str) -
     :param env_id: the environment id whose entry to read
     :return: the keyword arguments
     """
-    files = {"DQfD": "dqfd.yml", "TransformerA2C": "transformer_a2c.yml"}
+    files = {"DQfD": "dqfd.yml", "TransformerA2C": "transformer_a2c.yml", "TransformerPPO": "transformer_ppo.yml"}
     name = next((cls.__name__ for cls in algorithm_class.__mro__ if cls.__name__ in files), None)
     if name is None:
         raise ValueError(f"No shipped hyperparameters for {algorithm_class.__name__}: only for {sorted(files)}")

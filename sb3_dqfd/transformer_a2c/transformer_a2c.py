@@ -2,27 +2,20 @@
 
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
-from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
-from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_dqfd.common.transformer.buffers import TransformerRolloutBuffer
-from sb3_dqfd.common.transformer.context import select_envs
-from sb3_dqfd.common.transformer.type_aliases import TransformerContext
-from sb3_dqfd.transformer_a2c.policies import MlpPolicy, TransformerActorCriticPolicy
+from sb3_dqfd.common.transformer.on_policy_algorithm import TransformerOnPolicyAlgorithm
+from sb3_dqfd.transformer_a2c.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, TransformerActorCriticPolicy
 
 SelfTransformerA2C = TypeVar("SelfTransformerA2C", bound="TransformerA2C")
 
 
-class TransformerA2C(OnPolicyAlgorithm):
+class TransformerA2C(TransformerOnPolicyAlgorithm):
     """
     Advantage Actor Critic (A2C, Mnih et al. 2016, https://arxiv.org/abs/1602.01783) with a transformer-encoder
     policy that attends over each env's last ``context_len`` steps, giving the agent memory of the current episode.
@@ -39,7 +32,8 @@ class TransformerA2C(OnPolicyAlgorithm):
     gradient step so that a rollout is read with the same statistics at collection and at training time; both sets
     of statistics are saved with the model.
 
-    :param policy: The policy model to use ("MlpPolicy" or a ``TransformerActorCriticPolicy`` subclass)
+    :param policy: The policy model to use ("MlpPolicy", "CnnPolicy", "MultiInputPolicy" or a
+        ``TransformerActorCriticPolicy`` subclass)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
     :param n_steps: The number of steps to run for each environment per update
@@ -67,9 +61,11 @@ class TransformerA2C(OnPolicyAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
-    policy: TransformerActorCriticPolicy  # type: ignore[assignment]
-    rollout_buffer: TransformerRolloutBuffer
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
 
     def __init__(
         self,
@@ -94,7 +90,7 @@ class TransformerA2C(OnPolicyAlgorithm):
         _init_setup_model: bool = True,
     ):
         super().__init__(
-            policy,  # type: ignore[arg-type]
+            policy,
             env,
             learning_rate=learning_rate,
             n_steps=n_steps,
@@ -103,8 +99,8 @@ class TransformerA2C(OnPolicyAlgorithm):
             ent_coef=ent_coef,
             vf_coef=vf_coef,
             max_grad_norm=max_grad_norm,
-            use_sde=False,
-            sde_sample_freq=-1,
+            normalize_value_targets=normalize_value_targets,
+            value_norm_beta=value_norm_beta,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,
@@ -112,148 +108,10 @@ class TransformerA2C(OnPolicyAlgorithm):
             seed=seed,
             device=device,
             _init_setup_model=False,
-            supported_action_spaces=(spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
         )
-        if not 0.0 < value_norm_beta <= 1.0:
-            raise ValueError(f"value_norm_beta must be in (0, 1], got {value_norm_beta}.")
         self.normalize_advantage = normalize_advantage
-        self.normalize_value_targets = normalize_value_targets
-        self.value_norm_beta = value_norm_beta
-        self._last_context: TransformerContext | None = None
         if _init_setup_model:
             self._setup_model()
-
-    def _setup_model(self) -> None:
-        self._setup_lr_schedule()
-        self.set_random_seed(self.seed)
-        self.policy = self.policy_class(  # type: ignore[assignment]
-            self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
-        )
-        if not isinstance(self.policy, TransformerActorCriticPolicy):
-            raise TypeError(f"TransformerA2C needs a TransformerActorCriticPolicy, got {type(self.policy).__name__}.")
-        self.policy = self.policy.to(self.device)
-        self.rollout_buffer = TransformerRolloutBuffer(
-            self.n_steps,
-            self.observation_space,  # type: ignore[arg-type]
-            self.action_space,
-            context_len=self.policy.context_len,
-            obs_dim=self.policy.obs_dim,
-            action_feature_dim=self.policy.action_feature_dim,
-            device=self.device,
-            gamma=self.gamma,
-            gae_lambda=self.gae_lambda,
-            n_envs=self.n_envs,
-        )
-        self._last_context = None
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_context"]
-
-    def _timeout_bootstrap(self, context: TransformerContext, dones: np.ndarray, infos: list[dict[str, Any]]) -> np.ndarray:
-        """
-        Values of the terminal observations of truncated episodes, read with the episode's own (old) window.
-
-        :param context: contexts after acting (``last_action`` holds the action just taken)
-        :param dones: done flags returned by the env
-        :param infos: infos returned by the env
-        :return: per env, ``gamma * V(terminal window)`` for timeouts and 0 elsewhere (shape (n_envs,))
-        """
-        bonus = np.zeros(len(dones), dtype=np.float32)
-        truncated = np.array(
-            [
-                done and info.get("terminal_observation") is not None and info.get("TimeLimit.truncated", False)
-                for done, info in zip(dones, infos, strict=True)
-            ],
-            dtype=bool,
-        )
-        if not truncated.any():
-            return bonus
-        indices = np.flatnonzero(truncated)
-        terminal_obs = np.stack([infos[i]["terminal_observation"] for i in indices])
-        terminal_context = self.policy.advance_context(
-            select_envs(context, indices), terminal_obs, np.zeros(len(indices), dtype=bool)
-        )
-        with th.no_grad():
-            values = self.policy.predict_values(self.policy.context_to_windows(terminal_context))
-        bonus[indices] = self.gamma * values.cpu().numpy().flatten()
-        return bonus
-
-    def collect_rollouts(
-        self,
-        env: VecEnv,
-        callback: BaseCallback,
-        rollout_buffer: RolloutBuffer,
-        n_rollout_steps: int,
-    ) -> bool:
-        """
-        Collect experiences with the current policy into a ``TransformerRolloutBuffer``, carrying each env's context
-        window across steps and rollouts.
-
-        :param env: The training environment
-        :param callback: Callback that will be called at each step (and at the beginning and end of the rollout)
-        :param rollout_buffer: Buffer to fill with rollouts
-        :param n_rollout_steps: Number of experiences to collect per environment
-        :return: True if function returned with at least `n_rollout_steps` collected, False if callback terminated
-            rollout prematurely.
-        """
-        if not isinstance(rollout_buffer, TransformerRolloutBuffer):
-            raise TypeError(f"TransformerA2C needs a TransformerRolloutBuffer, got {type(rollout_buffer).__name__}.")
-        assert self._last_obs is not None, "No previous observation was provided"
-        self.policy.set_training_mode(False)
-        rollout_buffer.reset()
-        callback.on_rollout_start()
-        context = self._last_context
-        if context is None or len(context.valid) != env.num_envs:
-            context = self.policy.initial_context(env.num_envs)
-
-        n_steps = 0
-        while n_steps < n_rollout_steps:
-            # Same step as predict(): clear the windows of envs whose episode starts, append the new observation.
-            context = self.policy.advance_context(context, self._last_obs, self._last_episode_starts)  # type: ignore[arg-type]
-            with th.no_grad():
-                actions_tensor, values, log_probs = self.policy(self.policy.context_to_windows(context))
-            actions = actions_tensor.cpu().numpy()
-            clipped_actions = actions
-            if isinstance(self.action_space, spaces.Box):
-                # Sampled actions are flat per env: shape them as the space before clipping to its bounds
-                env_shaped = actions.reshape((-1, *self.action_space.shape))
-                clipped_actions = np.clip(env_shaped, self.action_space.low, self.action_space.high)
-
-            new_obs, rewards, dones, infos = env.step(clipped_actions)
-            self.num_timesteps += env.num_envs
-            callback.update_locals(locals())
-            if not callback.on_step():
-                return False
-            self._update_info_buffer(infos, dones)
-            n_steps += 1
-
-            env_actions = clipped_actions.reshape((env.num_envs, *self.action_space.shape))  # type: ignore[misc]
-            acted_context = context._replace(last_action=self.policy.action_features(env_actions))
-            # Timeouts bootstrap with V(terminal obs) as SB3's A2C/PPO do (GitHub issue #633).
-            rewards = rewards + self._timeout_bootstrap(acted_context, dones, infos)
-            if isinstance(self.action_space, spaces.Discrete):
-                actions = actions.reshape(-1, 1)
-            rollout_buffer.add(
-                self._last_obs,
-                actions,
-                rewards,
-                self._last_episode_starts,
-                values,
-                log_probs,
-                context=context,
-            )
-            self._last_obs = new_obs  # type: ignore[assignment]
-            self._last_episode_starts = dones
-            context = acted_context
-
-        self._last_context = context
-        with th.no_grad():
-            next_context = self.policy.advance_context(context, new_obs, dones)  # type: ignore[arg-type]
-            values = self.policy.predict_values(self.policy.context_to_windows(next_context))
-        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
-        callback.update_locals(locals())
-        callback.on_rollout_end()
-        return True
 
     def train(self) -> None:
         """
@@ -297,10 +155,7 @@ class TransformerA2C(OnPolicyAlgorithm):
         self.logger.record("train/policy_loss", policy_loss.item())
         self.logger.record("train/value_loss", value_loss.item())
         self.logger.record("train/grad_norm", grad_norm.item())
-        self.logger.record("train/value_mean", self.policy.value_mean.item())
-        self.logger.record("train/value_std", self.policy.value_std.item())
-        if hasattr(self.policy, "log_std"):
-            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self._record_statistics()
 
     def learn(
         self: SelfTransformerA2C,

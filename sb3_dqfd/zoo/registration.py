@@ -13,12 +13,14 @@ from sb3_dqfd.common.hyperparams import HYPERPARAMS_DIR, RUN_KEYS, constructor_k
 from sb3_dqfd.zoo.samplers import (
     convert_dqfd_params,
     convert_transformer_a2c_params,
+    convert_transformer_ppo_params,
     sample_dqfd_params,
     sample_transformer_a2c_params,
+    sample_transformer_ppo_params,
 )
 
 #: Our algorithms' names in rl-zoo3 (``--algo``), as rl-zoo3 spells its own (lower case, underscores)
-ZOO_NAMES = ("dqfd", "transformer_a2c")
+ZOO_NAMES = ("dqfd", "transformer_a2c", "transformer_ppo")
 
 #: Keys of an rl-zoo3 entry that rl-zoo3 consumes itself (environment and wrappers), besides the run keys
 ZOO_KEYS = (
@@ -40,7 +42,7 @@ class ZooError(ValueError):
 
 def register_algorithms() -> None:
     """
-    Add ``dqfd`` and ``transformer_a2c`` to rl-zoo3's algorithm table and Optuna samplers.
+    Add ``dqfd``, ``transformer_a2c`` and ``transformer_ppo`` to rl-zoo3's algorithm table and Optuna samplers.
 
     rl-zoo3 reads ``rl_zoo3.utils.ALGOS``, ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` and
     ``HYPERPARAMS_CONVERTER`` when it runs, so updating these dicts in place before ``rl_zoo3.train.train()`` (or an
@@ -54,15 +56,24 @@ def register_algorithms() -> None:
     # Imported here so that `import sb3_dqfd.zoo` stays light and rl-zoo3 is only needed when used
     from sb3_dqfd.dqfd.dqfd import DQfD
     from sb3_dqfd.transformer_a2c.transformer_a2c import TransformerA2C
+    from sb3_dqfd.transformer_ppo.transformer_ppo import TransformerPPO
 
-    utils.ALGOS.update(dqfd=DQfD, transformer_a2c=TransformerA2C)
-    hyperparams_opt.HYPERPARAMS_SAMPLER.update(dqfd=sample_dqfd_params, transformer_a2c=sample_transformer_a2c_params)
-    hyperparams_opt.HYPERPARAMS_CONVERTER.update(dqfd=convert_dqfd_params, transformer_a2c=convert_transformer_a2c_params)
+    utils.ALGOS.update(dqfd=DQfD, transformer_a2c=TransformerA2C, transformer_ppo=TransformerPPO)
+    hyperparams_opt.HYPERPARAMS_SAMPLER.update(
+        dqfd=sample_dqfd_params,
+        transformer_a2c=sample_transformer_a2c_params,
+        transformer_ppo=sample_transformer_ppo_params,
+    )
+    hyperparams_opt.HYPERPARAMS_CONVERTER.update(
+        dqfd=convert_dqfd_params,
+        transformer_a2c=convert_transformer_a2c_params,
+        transformer_ppo=convert_transformer_ppo_params,
+    )
 
 
 def algorithm_class(algo: str) -> type[BaseAlgorithm]:
     """
-    :param algo: an rl-zoo3 algorithm name (``dqfd``, ``transformer_a2c``, ``dqn``, ...)
+    :param algo: an rl-zoo3 algorithm name (``dqfd``, ``transformer_a2c``, ``transformer_ppo``, ``dqn``, ...)
     :return: its class, after :func:`register_algorithms`
     """
     from rl_zoo3.utils import ALGOS

@@ -1,4 +1,4 @@
-"""Optuna search spaces for DQfD and TransformerA2C, in rl-zoo3's sampler/converter convention."""
+"""Optuna search spaces for DQfD, TransformerA2C and TransformerPPO, in rl-zoo3's sampler/converter convention."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +9,9 @@ if TYPE_CHECKING:  # Optuna is only needed when rl-zoo3 calls the samplers, with
 
 # Named network sizes, as rl-zoo3's samplers: a categorical over short names keeps the study readable
 NET_ARCHS: dict[str, list[int]] = {"small": [64, 64], "medium": [256, 256]}
+
+#: The transformer encoder's shape: sampled as raw parameters, passed in ``policy_kwargs``
+ENCODER_KEYS = ("context_len", "d_model", "n_heads", "n_layers")
 
 
 def convert_dqfd_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
@@ -88,11 +91,23 @@ def convert_transformer_a2c_params(sampled_params: dict[str, Any]) -> dict[str, 
     :return: the hyperparameters to pass to ``TransformerA2C``
     """
     hyperparams = dict(sampled_params)
-    encoder_keys = ("context_len", "d_model", "n_heads", "n_layers")
-    policy_kwargs = {key: hyperparams.pop(key) for key in encoder_keys if key in hyperparams}
+    policy_kwargs = {key: hyperparams.pop(key) for key in ENCODER_KEYS if key in hyperparams}
     if policy_kwargs:
         hyperparams["policy_kwargs"] = policy_kwargs
     return hyperparams
+
+
+def _sample_encoder(trial: "optuna.Trial") -> dict[str, Any]:
+    """
+    :param trial: the Optuna trial to sample from
+    :return: the encoder's shape; every ``n_heads`` choice divides every ``d_model`` choice, so no trial is wasted
+    """
+    return {
+        "context_len": trial.suggest_categorical("context_len", [4, 8, 16, 32]),
+        "d_model": trial.suggest_categorical("d_model", [16, 32, 64]),
+        "n_heads": trial.suggest_categorical("n_heads", [1, 2, 4]),
+        "n_layers": trial.suggest_int("n_layers", 1, 3),
+    }
 
 
 def sample_transformer_a2c_params(trial: "optuna.Trial", n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
@@ -115,9 +130,50 @@ def sample_transformer_a2c_params(trial: "optuna.Trial", n_actions: int, n_envs:
         "ent_coef": trial.suggest_float("ent_coef", 1e-5, 0.05, log=True),
         "vf_coef": trial.suggest_float("vf_coef", 0.25, 1.0),
         "max_grad_norm": trial.suggest_float("max_grad_norm", 0.3, 2.0),
-        "context_len": trial.suggest_categorical("context_len", [4, 8, 16, 32]),
-        "d_model": trial.suggest_categorical("d_model", [16, 32, 64]),
-        "n_heads": trial.suggest_categorical("n_heads", [1, 2, 4]),
-        "n_layers": trial.suggest_int("n_layers", 1, 3),
+        **_sample_encoder(trial),
     }
     return convert_transformer_a2c_params(sampled)
+
+
+def convert_transformer_ppo_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn the raw parameters of a TransformerPPO trial into constructor arguments of ``TransformerPPO``.
+
+    The encoder's shape goes into ``policy_kwargs`` (as for TransformerA2C); ``batch_size`` is capped at ``n_steps``
+    (as rl-zoo3's PPO sampler), so that it divides ``n_steps * n_envs``, which ``TransformerPPO`` requires: both
+    are powers of two. The other raw parameters are constructor arguments of the same name.
+
+    :param sampled_params: the raw parameters, as :func:`sample_transformer_ppo_params` suggests them
+    :return: the hyperparameters to pass to ``TransformerPPO``
+    """
+    hyperparams = convert_transformer_a2c_params(sampled_params)
+    if "batch_size" in hyperparams and "n_steps" in hyperparams:
+        hyperparams["batch_size"] = min(hyperparams["batch_size"], hyperparams["n_steps"])
+    return hyperparams
+
+
+def sample_transformer_ppo_params(trial: "optuna.Trial", n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Search space of TransformerPPO (PPO, Schulman et al. 2017, https://arxiv.org/abs/1707.06347): rl-zoo3's PPO
+    knobs (ranges around SB3's defaults and rl-zoo3's tuned entries) and the same encoder shapes as TransformerA2C.
+
+    :param trial: the Optuna trial to sample from
+    :param n_actions: size of a Box action space (rl-zoo3's sampler signature; unused)
+    :param n_envs: number of environments (unused: ``n_steps`` is per environment and ``batch_size`` is capped at it)
+    :param additional_args: rl-zoo3's extra arguments (unused)
+    :return: the hyperparameters to pass to ``TransformerPPO``
+    """
+    sampled = {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-5, 3e-3, log=True),
+        "n_steps": trial.suggest_categorical("n_steps", [16, 32, 64, 128, 256, 512, 1024, 2048]),
+        "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256, 512]),
+        "n_epochs": trial.suggest_categorical("n_epochs", [1, 5, 10, 20]),
+        "gamma": trial.suggest_float("gamma", 0.95, 0.999),
+        "gae_lambda": trial.suggest_float("gae_lambda", 0.8, 1.0),
+        "clip_range": trial.suggest_categorical("clip_range", [0.1, 0.2, 0.3, 0.4]),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.1, log=True),
+        "vf_coef": trial.suggest_float("vf_coef", 0.25, 1.0),
+        "max_grad_norm": trial.suggest_float("max_grad_norm", 0.3, 2.0),
+        **_sample_encoder(trial),
+    }
+    return convert_transformer_ppo_params(sampled)

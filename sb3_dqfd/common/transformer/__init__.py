@@ -1,1 +1,2 @@
-"""Shared pieces of the transformer actor-critic: context windows, their rollout buffer and sample tuples."""
+"""Shared pieces of the transformer algorithms: the actor-critic policy, context windows, their rollout buffer, sample
+tuples and the on-policy base class of TransformerA2C and TransformerPPO."""

@@ -16,16 +16,19 @@ class TransformerRolloutBuffer(RolloutBuffer):
     """
     SB3's ``RolloutBuffer`` plus each step's context window (obs window, previous-action window, valid mask).
 
-    Storing the windows themselves (n_steps * n_envs * K * (obs_dim + action_dim) floats, a few hundred kB for
-    MuJoCo-sized tasks) makes training see exactly the windows seen at collection, including the slots that reach
-    back into the previous rollout, and lets ``train`` evaluate the whole rollout in one batched forward pass.
+    Storing the windows themselves (n_steps * n_envs * K * (obs_dim + action_dim) float32 entries, observations as
+    uint8 for images; a few hundred kB for MuJoCo-sized tasks, K times the observations for images) makes training
+    see exactly the windows seen at collection, including the slots that reach back into the previous rollout, and
+    lets ``train`` evaluate any minibatch of steps (or the whole rollout) in one batched forward pass.
 
     :param buffer_size: Max number of element in the buffer (steps per env)
-    :param observation_space: Observation space
+    :param observation_space: Observation space (unused: the buffer stores each observation flattened to ``obs_dim``
+        entries, the policy's window layout, as a Box of that size)
     :param action_space: Action space
     :param context_len: number of slots K in each window
     :param obs_dim: flattened observation size
     :param action_feature_dim: size of the previous-action features
+    :param obs_dtype: dtype of the stored observation windows (the policy's ``window_dtype``)
     :param device: PyTorch device
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
     :param gamma: Discount factor
@@ -44,6 +47,7 @@ class TransformerRolloutBuffer(RolloutBuffer):
         context_len: int,
         obs_dim: int,
         action_feature_dim: int,
+        obs_dtype: type[np.generic] = np.float32,
         device: th.device | str = "auto",
         gae_lambda: float = 1,
         gamma: float = 0.99,
@@ -52,11 +56,13 @@ class TransformerRolloutBuffer(RolloutBuffer):
         self.context_len = context_len
         self.obs_dim = obs_dim
         self.action_feature_dim = action_feature_dim
-        super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs=n_envs)
+        self.obs_dtype = obs_dtype
+        flat_space = spaces.Box(-np.inf, np.inf, (obs_dim,), dtype=np.float32)
+        super().__init__(buffer_size, flat_space, action_space, device, gae_lambda, gamma, n_envs=n_envs)
 
     def reset(self) -> None:
         shape = (self.buffer_size, self.n_envs, self.context_len)
-        self.window_observations = np.zeros((*shape, self.obs_dim), dtype=np.float32)
+        self.window_observations = np.zeros((*shape, self.obs_dim), dtype=self.obs_dtype)
         self.window_prev_actions = np.zeros((*shape, self.action_feature_dim), dtype=np.float32)
         self.window_valid = np.zeros(shape, dtype=bool)
         super().reset()

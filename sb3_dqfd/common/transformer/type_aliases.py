@@ -12,7 +12,7 @@ class TransformerContext(NamedTuple):
 
     Windows are right-aligned: slot ``K - 1`` holds the most recent step, slot ``K - 1 - j`` the step ``j`` steps earlier.
 
-    :param observations: flattened observations, shape (n_envs, K, obs_dim), float32
+    :param observations: flattened observations, shape (n_envs, K, obs_dim), float32 (uint8 for uint8 image spaces)
     :param prev_actions: features of the action taken *before* each slot's observation (one-hot for discrete
         actions, the clipped action for Box, plus a last "has a previous action" flag), shape (n_envs, K, action_dim)
     :param valid: whether each slot belongs to the current episode, shape (n_envs, K), bool

@@ -1,0 +1,13 @@
+"""Policy aliases of TransformerPPO (the transformer actor-critic itself lives in ``sb3_dqfd.common.transformer``)."""
+
+from sb3_dqfd.common.transformer.policies import (
+    MultiInputTransformerActorCriticPolicy,
+    TransformerActorCriticCnnPolicy,
+    TransformerActorCriticPolicy,
+)
+
+MlpPolicy = TransformerActorCriticPolicy
+CnnPolicy = TransformerActorCriticCnnPolicy
+MultiInputPolicy = MultiInputTransformerActorCriticPolicy
+
+__all__ = ["CnnPolicy", "MlpPolicy", "MultiInputPolicy"]
