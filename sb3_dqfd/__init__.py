@@ -7,10 +7,13 @@ from sb3_dqfd.common.demonstrations import (
     Demonstrations,
     DemonstrationsNotFoundError,
     Episode,
+    FrameStack,
     Transitions,
+    frame_stack_demonstrations,
     load_demonstrations,
     record_demonstrations,
     save_demonstrations,
+    unstack_demonstrations,
 )
 from sb3_dqfd.common.experts import EXPERTS, get_expert
 from sb3_dqfd.common.hyperparams import shipped_hyperparameters
@@ -31,13 +34,16 @@ __all__ = [
     "Demonstrations",
     "DemonstrationsNotFoundError",
     "Episode",
+    "FrameStack",
     "TransformerA2C",
     "TransformerPPO",
     "Transitions",
     "__version__",
+    "frame_stack_demonstrations",
     "get_expert",
     "load_demonstrations",
     "record_demonstrations",
     "save_demonstrations",
     "shipped_hyperparameters",
+    "unstack_demonstrations",
 ]

@@ -498,8 +498,8 @@ def test_hand_written_dict_file_loads(tmp_path):
             id="observation_keys repeated",
         ),
         pytest.param(
-            {"format_version": np.array(3)},
-            r"bad.npz: format_version 3 is not supported \(this version reads 1..2\)",
+            {"format_version": np.array(4)},
+            r"bad.npz: format_version 4 is not supported \(this version reads 1..3\)",
             id="future version",
         ),
         pytest.param(

@@ -1,5 +1,6 @@
 """record_demonstrations and sb3-dqfd record in VecEnvs: wrapper pipelines recorded as the agent sees them."""
 
+import json
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +13,13 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecFrameStack, VecNormalize
 
 from sb3_dqfd import DQfD, cli, load_demonstrations
-from sb3_dqfd.common.demonstrations import Demonstrations, Episode, record_demonstrations
+from sb3_dqfd.common.demonstrations import (
+    Demonstrations,
+    Episode,
+    FrameStack,
+    record_demonstrations,
+    save_demonstrations,
+)
 from sb3_dqfd.common.experts import cartpole_expert
 
 
@@ -251,3 +258,34 @@ def test_an_image_model_fits_the_channel_last_env_it_was_trained_in():
     cli._check_fits("model", channel_last, spaces.Discrete(6), env, "Pong")
     with pytest.raises(cli.UsageError, match=r"model does not fit Pong: it reads observations Box\(84, 4, 84\)"):
         cli._check_fits("model", spaces.Box(0, 255, (84, 4, 84), np.uint8), spaces.Discrete(6), env, "Pong")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Frame stacks in files: one frame per step
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_frame_stacks_are_saved_one_frame_per_step_and_load_as_recorded(tmp_path):
+    venv = VecFrameStack(cartpole_envs(20, 20), n_stack=3)
+    demos = record_demonstrations(lambda observation: cartpole_expert(observation[-4:]), venv, n_episodes=3, seed=0)
+    assert demos.frame_stack == FrameStack(3, "last")
+    save_demonstrations(demos, tmp_path / "x.npz")
+    with np.load(tmp_path / "x.npz", allow_pickle=False) as archive:
+        assert int(archive["format_version"]) == 3 and json.loads(str(archive["frame_stack"])) == dict(
+            n_stack=3, channels_order="last"
+        )
+        # The frames CartPole returned, each once, episodes end to end
+        frames = np.concatenate(replay(demos[:1], 0, 20) + replay(demos[1:], 1, 20))
+        np.testing.assert_array_equal(archive["observations"], frames)
+    loaded = load_demonstrations(tmp_path / "x.npz", env=venv)
+    assert loaded.frame_stack == demos.frame_stack and loaded.observation_space == venv.observation_space
+    for episode, again in zip(demos, loaded, strict=True):
+        np.testing.assert_array_equal(again.observations, episode.observations)
+
+
+def test_record_with_a_frame_stack_entry_writes_each_frame_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    demos = record_frame_stacked()  # frame_stack: 2
+    assert demos.frame_stack == FrameStack(2, "last")
+    with np.load("x.npz", allow_pickle=False) as archive:
+        assert int(archive["format_version"]) == 3 and archive["observations"].shape == (demos.n_transitions + 2, 4)

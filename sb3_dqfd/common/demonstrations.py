@@ -5,7 +5,8 @@ from an expert (:func:`record_demonstrations`) and reading or writing them (:fun
 
 Sources read by :func:`load_demonstrations`, detected from the content:
 
-- our ``.npz`` (written by :func:`save_demonstrations`, loads with ``allow_pickle=False``, as every ``.npz`` here);
+- our ``.npz`` (written by :func:`save_demonstrations`, loads with ``allow_pickle=False``, as every ``.npz`` here; frame
+  stacks recorded through ``VecFrameStack`` are stored one frame per step and stacked again, see :class:`FrameStack`);
 - a Stable-Baselines2 ``ExpertDataset`` ``.npz`` (keys ``obs``, ``actions``, ``rewards``, ``episode_starts`` and,
   optional, ``episode_returns``). It holds no observation after the last step of an episode, and does not say
   whether the episode terminated or was truncated. Each end is decided in this order:
@@ -68,16 +69,18 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack, VecTransposeImage, unwrap_vec_normalize
+from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
 from sb3_dqfd.common.experts import EXPERTS, get_expert
 
 #: Value of the ``format`` entry of the ``.npz`` files written by :func:`save_demonstrations`.
 NPZ_FORMAT = "sb3_dqfd.demonstrations"
 #: Newest version of that layout; :func:`load_demonstrations` reads this version and older ones. Version 2 added dict
-#: observations; :func:`save_demonstrations` writes version 1 (which older releases read) when the observations are
-#: one array.
-NPZ_FORMAT_VERSION = 2
+#: observations, version 3 frame-stacked observations stored one frame per step (see :class:`FrameStack`);
+#: :func:`save_demonstrations` writes the oldest version that holds the demonstrations (1 for one array of observations,
+#: which older releases read, 2 for dict observations, 3 with frame stacking).
+NPZ_FORMAT_VERSION = 3
 
 _SB2_KEYS = ("obs", "actions", "rewards", "episode_starts", "episode_returns")
 _SB2_EPISODE_ENDS = ("auto", "terminated", "truncated")
@@ -87,6 +90,7 @@ _MINARI_EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "t
 _EXPERT_PREFIX = "expert:"
 _NUMERIC_KINDS = "biuf"  # bool, signed int, unsigned int, float
 _ARRAY_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+_CHANNELS_ORDERS = ("first", "last")  # the stacking axes of VecFrameStack: first or last axis of an observation
 
 #: The observations of an episode or of transitions: one array ``[steps, *obs_shape]``, or, for a ``Dict`` observation
 #: space, a dict with one array ``[steps, *shape_k]`` per key (the same number of steps under every key).
@@ -283,6 +287,74 @@ class Transitions(NamedTuple):
     episode_ends: np.ndarray  # [N], bool
 
 
+@dataclass(frozen=True)
+class FrameStack:
+    """
+    How SB3's ``VecFrameStack`` (its ``StackedObservations``) stacked the observations of :class:`Demonstrations`.
+
+    Each observation is the ``n_stack`` newest frames of its episode laid end to end along one axis, the oldest first,
+    with zeros for the frames before the episode's first one (``VecFrameStack`` zero-fills the stack at a reset); the
+    final observation of an episode continues its stacks. Along that axis an observation is ``n_stack`` times one frame.
+    :func:`save_demonstrations` writes such demonstrations one frame per step (format version 3) and
+    :func:`load_demonstrations` stacks them again; :func:`frame_stack_demonstrations` and
+    :func:`unstack_demonstrations` convert between frames and stacks.
+
+    :param n_stack: frames per observation, at least 1 (``VecFrameStack``'s ``n_stack``)
+    :param channels_order: the axis of an observation the frames are laid along: ``"first"`` (axis 0) or ``"last"``
+        (its last axis), as ``VecFrameStack`` takes it but resolved (``None``, detected from the frames' space, is not
+        accepted). For a ``Dict`` observation space, one order for every key, or a dict with one per key (every key is
+        stacked, as ``VecFrameStack`` does)
+    """
+
+    n_stack: int
+    channels_order: str | dict[str, str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n_stack", _checked_n_stack(self.n_stack, "FrameStack"))
+        if not isinstance(self.channels_order, Mapping):
+            if self.channels_order not in _CHANNELS_ORDERS:
+                raise ValueError(
+                    "FrameStack: channels_order must be 'first' or 'last' (or a dict of them by key), "
+                    f"got {self.channels_order!r}"
+                )
+            object.__setattr__(self, "channels_order", str(self.channels_order))
+            return
+        if len(self.channels_order) == 0:
+            raise ValueError("FrameStack: channels_order is a dict without any key: give one order per key of the Dict space")
+        for key, order in self.channels_order.items():
+            if not isinstance(key, str) or order not in _CHANNELS_ORDERS:
+                raise ValueError(
+                    f"FrameStack: channels_order[{key!r}] must be 'first' or 'last' (keys are strings), got {order!r}"
+                )
+        object.__setattr__(self, "channels_order", {key: str(order) for key, order in self.channels_order.items()})
+
+    @classmethod
+    def from_stacked_observations(cls, stacked_obs: StackedObservations) -> "FrameStack":
+        """
+        The stacking of a ``VecFrameStack``, from its ``stacked_obs``; for a ``Dict`` space, one order per key.
+
+        :param stacked_obs: ``VecFrameStack(...).stacked_obs``
+        :return: its stacking, orders resolved as it resolved them
+        """
+        if isinstance(stacked_obs.observation_space, spaces.Dict):
+            return cls(
+                stacked_obs.n_stack,
+                {key: "first" if sub.channels_first else "last" for key, sub in stacked_obs.sub_stacked_observations.items()},
+            )
+        return cls(stacked_obs.n_stack, "first" if stacked_obs.channels_first else "last")
+
+    def to_json(self) -> str:
+        """:return: the stacking as the JSON object ``{"n_stack": ..., "channels_order": ...}`` (the .npz entry)"""
+        return json.dumps({"n_stack": self.n_stack, "channels_order": self.channels_order})
+
+
+def _checked_n_stack(n_stack: Any, where: str) -> int:
+    """:return: ``n_stack`` as an int, a whole number >= 1 (a ValueError naming ``where`` otherwise)"""
+    if isinstance(n_stack, bool) or not isinstance(n_stack, int | np.integer) or n_stack < 1:
+        raise ValueError(f"{where}: n_stack must be a whole number >= 1, got {n_stack!r}")
+    return int(n_stack)
+
+
 class Demonstrations(Sequence[Episode]):
     """
     A validated collection of expert episodes.
@@ -295,9 +367,16 @@ class Demonstrations(Sequence[Episode]):
     actions ``float32``, observations take the space's dtype (for a ``Dict`` space, each key its subspace's, and the
     dict takes the space's key order), rewards stay ``float32``/``float64`` (other dtypes become ``float64``).
 
+    Observations recorded through ``VecFrameStack`` are its stacks, and carry how they were stacked in
+    ``frame_stack`` (see :class:`FrameStack`), which is checked: the observation space must be the stacked space of
+    ``VecFrameStack`` (``n_stack`` frames along the axis) and every observation the previous one shifted by one frame,
+    starting from zeros.
+
     :param episodes: the episodes, at least one
     :param observation_space: the observation space the episodes were recorded in, if known
     :param action_space: the action space the episodes were recorded in, if known
+    :param frame_stack: how the observations are frame-stacked, if they are ``VecFrameStack``'s stacks; it needs the
+        (stacked) observation space
     """
 
     def __init__(
@@ -305,6 +384,7 @@ class Demonstrations(Sequence[Episode]):
         episodes: Sequence[Episode],
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
+        frame_stack: FrameStack | None = None,
     ) -> None:
         episodes = tuple(episodes)
         if len(episodes) == 0:
@@ -314,9 +394,17 @@ class Demonstrations(Sequence[Episode]):
             if not isinstance(episode, Episode):
                 raise TypeError(f"episode {index}: expected an Episode, got {type(episode).__name__}")
             checked.append(_conform_episode(episode, index, episodes[0], observation_space, action_space))
+        if frame_stack is not None:
+            if not isinstance(frame_stack, FrameStack):
+                raise TypeError(f"frame_stack must be a FrameStack or None, got {type(frame_stack).__name__}")
+            _frame_space(frame_stack, observation_space)  # the space must be a stacked one
+            problem = _stacking_problem(frame_stack, observation_space, checked)
+            if problem is not None:
+                raise ValueError(f"frame_stack={frame_stack}: the observations are not VecFrameStack's stacks: {problem}")
         self.episodes: tuple[Episode, ...] = tuple(checked)
         self.observation_space = observation_space
         self.action_space = action_space
+        self.frame_stack = frame_stack
 
     def validate(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         """
@@ -353,7 +441,7 @@ class Demonstrations(Sequence[Episode]):
 
     def __getitem__(self, index: int | slice) -> "Episode | Demonstrations":
         if isinstance(index, slice):
-            return Demonstrations(self.episodes[index], self.observation_space, self.action_space)
+            return Demonstrations(self.episodes[index], self.observation_space, self.action_space, self.frame_stack)
         return self.episodes[index]
 
     def __iter__(self) -> Iterator[Episode]:
@@ -408,6 +496,10 @@ class Demonstrations(Sequence[Episode]):
             f"  observation space: {self.observation_space}",
             f"  action space: {self.action_space}",
         ]
+        if self.frame_stack is not None:
+            lines.append(
+                f"  frame stack: {self.frame_stack.n_stack} frames, channels_order {self.frame_stack.channels_order!r}"
+            )
         return "\n".join(lines)
 
 
@@ -620,6 +712,285 @@ def _check_bounds(values: np.ndarray, low: np.ndarray, high: np.ndarray, space: 
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Frame stacking
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _stackable_subspaces(space: spaces.Space, prefix: str) -> list[tuple[str | None, spaces.Box]]:
+    """
+    :param space: an observation space to stack, or a stacked one
+    :param prefix: starts the messages (``"frame_stack: "``)
+    :return: the arrays ``VecFrameStack`` stacks: the ``Box`` space (key None), or each key of a ``Dict`` space
+    :raises ValueError: a space (or a key) that is not a ``Box`` of at least one axis; the message names the key
+    """
+    subspaces = list(space.spaces.items()) if isinstance(space, spaces.Dict) else [(None, space)]
+    for key, subspace in subspaces:
+        if not isinstance(subspace, spaces.Box) or len(subspace.shape) == 0:
+            what = "the observation space" if key is None else f"the observation space's key {key!r}"
+            raise ValueError(f"{prefix}{what} is {subspace}: VecFrameStack stacks Box spaces of at least one axis only")
+    return cast(list[tuple[str | None, spaces.Box]], subspaces)
+
+
+def _check_order_keys(channels_order: Mapping[str, Any], space: spaces.Space, prefix: str) -> None:
+    """Refuse orders by key for a space that is not a ``Dict`` of the same keys (messages start with ``prefix``)."""
+    if not isinstance(space, spaces.Dict):
+        raise ValueError(f"{prefix}channels_order is a dict by key, but the observation space {space} is not a Dict")
+    if set(channels_order) != set(space.spaces):
+        raise ValueError(
+            f"{prefix}channels_order has the keys {list(channels_order)}, the observation space {list(space.spaces)}: "
+            "VecFrameStack stacks every key of a Dict space"
+        )
+
+
+def _stacked_parts(frame_stack: FrameStack, space: spaces.Space | None) -> list[tuple[str | None, spaces.Box, str]]:
+    """
+    The arrays the frames are stacked in: the observations of a ``Box`` space, or each key of a ``Dict`` space.
+
+    :param frame_stack: the stacking
+    :param space: the stacked observation space
+    :return: for each array its key (None for a ``Box`` space), its space and its channels order
+    :raises ValueError: the stacking does not fit the space: no space, a space ``VecFrameStack`` does not stack, or
+        orders by key that are not those of the space; the message names the key
+    """
+    if space is None:
+        raise ValueError(f"frame_stack={frame_stack} needs the observation space of the stacks (got none)")
+    orders = frame_stack.channels_order
+    if isinstance(orders, dict):
+        _check_order_keys(orders, space, "frame_stack: ")
+    return [
+        (key, subspace, orders if isinstance(orders, str) else orders[cast(str, key)])
+        for key, subspace in _stackable_subspaces(space, "frame_stack: ")
+    ]
+
+
+def _frame_space(frame_stack: FrameStack, space: spaces.Space | None) -> spaces.Box | spaces.Dict:
+    """
+    The space of one frame of the stacked observation space ``space``.
+
+    :param frame_stack: the stacking
+    :param space: the stacked observation space, as ``VecFrameStack`` (``StackedObservations``) builds it
+    :return: the space of one frame (the bounds of the stack's newest frame)
+    :raises ValueError: ``space`` is not the stacked space of ``n_stack`` frames (see :func:`_stacked_parts`); the message
+        names the key
+    """
+    n_stack = frame_stack.n_stack
+    frames: list[tuple[str | None, spaces.Box]] = []
+    for key, subspace, order in _stacked_parts(frame_stack, space):
+        what = "the observation space" if key is None else f"the observation space's key {key!r}"
+        axis = 0 if order == "first" else len(subspace.shape) - 1
+        size = subspace.shape[axis]
+        if size % n_stack != 0:
+            raise ValueError(
+                f"frame_stack: {what} {subspace} cannot hold {n_stack} frames along its {order} axis (of size {size})"
+            )
+        # StackedObservations repeats each bound n_stack times in a row (np.repeat): every n_stack-th is a frame's bound
+        every = np.arange(0, size, n_stack)
+        frame = spaces.Box(
+            np.take(subspace.low, every, axis),
+            np.take(subspace.high, every, axis),
+            dtype=subspace.dtype,  # type: ignore[arg-type]
+        )
+        if StackedObservations(1, n_stack, frame, order).stacked_observation_space != subspace:
+            raise ValueError(
+                f"frame_stack: {what} {subspace} is not the space VecFrameStack stacks {n_stack} frames of {frame} in "
+                f"along the {order} axis"
+            )
+        frames.append((key, frame))
+    if isinstance(space, spaces.Dict):
+        # Pairs keep the stacked space's key order (a dict would be sorted)
+        return spaces.Dict(cast(list[tuple[str, spaces.Space]], frames))
+    return frames[0][1]
+
+
+def _observation_part(observations: ObservationArrays, key: str | None) -> np.ndarray:
+    """The array of ``key`` in dict observations; the observations themselves (one array) when ``key`` is None."""
+    if key is None:
+        return cast(np.ndarray, observations)
+    return cast(dict[str, np.ndarray], observations)[key]
+
+
+def _along(values: np.ndarray, order: str, start: int | None, stop: int | None) -> np.ndarray:
+    """``values[..., start:stop]`` on the stacking axis of per-step stacks ``[steps, *stacked_shape]`` (a view)."""
+    return values[:, start:stop] if order == "first" else values[..., start:stop]
+
+
+def _stacking_problem(frame_stack: FrameStack, space: spaces.Space | None, episodes: Sequence[Episode]) -> str | None:
+    """
+    Why the observations of ``episodes`` (conformed to ``space``) are not ``VecFrameStack``'s stacks, if they are not.
+
+    Stacks start with zeros before the episode's first frame, and each next one is the previous one shifted by one frame
+    (its older frames are the previous one's newer ones): then they are what stacking their newest frames gives.
+
+    :param frame_stack: the stacking, fitting ``space`` (see :func:`_frame_space`)
+    :param space: the stacked observation space
+    :param episodes: the episodes
+    :return: the first step that is not a stack, described; None when every observation is one
+    """
+    n_stack = frame_stack.n_stack
+    for key, subspace, order in _stacked_parts(frame_stack, space):
+        name = "observations" if key is None else f"observations[{key!r}]"
+        width = subspace.shape[0 if order == "first" else -1] // n_stack  # of one frame
+        for index, episode in enumerate(episodes):
+            values = _observation_part(episode.observations, key)
+            if _along(values[:1], order, None, -width).any():
+                return f"episode {index}, step 0: {name} hold more than the episode's first frame (no zeros before it)"
+            shifted = _along(values[1:], order, None, -width) != _along(values[:-1], order, width, None)
+            if shifted.any():
+                step = _first_bad_step(shifted) + 1
+                return f"episode {index}, step {step}: {name} are not the previous step's shifted by one frame"
+    return None
+
+
+def _newest_frames(frame_stack: FrameStack, space: spaces.Space | None, observations: ObservationArrays) -> ObservationArrays:
+    """
+    :param frame_stack: the stacking, fitting ``space``
+    :param space: the stacked observation space
+    :param observations: stacks of one episode ``[T + 1, *stacked_shape]`` (key by key for a ``Dict`` space)
+    :return: their newest frames ``[T + 1, *frame_shape]`` (views)
+    """
+    frames = {}
+    for key, subspace, order in _stacked_parts(frame_stack, space):
+        width = subspace.shape[0 if order == "first" else -1] // frame_stack.n_stack  # of one frame
+        frames[key] = _along(_observation_part(observations, key), order, -width, None)
+    return frames[None] if None in frames else cast(dict[str, np.ndarray], frames)
+
+
+def _stacked_observations(stacking: StackedObservations, frames: ObservationArrays) -> ObservationArrays:
+    """
+    One episode's frames stacked as ``VecFrameStack`` stacks them: a reset on the first, then one update per frame.
+
+    :param stacking: SB3's stacking of one env
+    :param frames: the episode's frames ``[T + 1, *frame_shape]`` (key by key for a ``Dict`` space)
+    :return: its stacks ``[T + 1, *stacked_shape]``
+    """
+    n_observations = len(_named_observations(frames)[0][1])
+    no_done = np.zeros(1, dtype=bool)  # inside an episode: the stack goes on
+
+    def step(index: int) -> ObservationArrays:
+        return _map_observations(frames, lambda values: values[index : index + 1])  # a batch of one env
+
+    # Each stack is copied into its row at once: StackedObservations returns its own buffer
+    first = stacking.reset(step(0))
+    stacks = _map_observations(first, lambda stack: np.empty((n_observations, *stack.shape[1:]), dtype=stack.dtype))
+    for index in range(n_observations):
+        stack = first if index == 0 else stacking.update(step(index), no_done, [{}])[0]
+        if isinstance(stacks, dict):
+            for key, values in stacks.items():
+                values[index] = stack[key][0]
+        else:
+            stacks[index] = stack[0]
+    return stacks
+
+
+def _stacked_episodes(episodes: Sequence[Episode], frame_stack: FrameStack, frame_space: spaces.Space) -> list[Episode]:
+    """
+    :param episodes: episodes of single frames, conformed to ``frame_space``
+    :param frame_stack: the stacking
+    :param frame_space: the space of one frame, ``Box`` or ``Dict`` of them
+    :return: the episodes with their observations stacked, one after the other as ``VecFrameStack`` stacks them
+    """
+    stacking = StackedObservations(1, frame_stack.n_stack, frame_space, frame_stack.channels_order)  # type: ignore[arg-type]
+    return [replace(episode, observations=_stacked_observations(stacking, episode.observations)) for episode in episodes]
+
+
+def _resolved_frame_stack(
+    n_stack: int, channels_order: str | Mapping[str, str | None] | None, space: spaces.Space
+) -> FrameStack:
+    """
+    The stacking ``VecFrameStack(venv, n_stack, channels_order)`` applies to frames of ``space``: ``None`` orders
+    detected as it detects them (channels of an image space, else ``"last"``).
+
+    :raises ValueError: ``space`` cannot be stacked (not a ``Box``, nor a ``Dict`` of them), an order is unknown or
+        ``channels_order`` by key has other keys than the ``Dict`` space
+    """
+    # Checked here: StackedObservations asserts the orders and reads the keys of a dict unchecked
+    orders = channels_order.values() if isinstance(channels_order, Mapping) else [channels_order]
+    if any(order not in (*_CHANNELS_ORDERS, None) for order in orders):
+        raise ValueError(
+            f"channels_order must be 'first', 'last' or None (for a Dict space also a dict of them), got {channels_order!r}"
+        )
+    if isinstance(channels_order, Mapping):
+        _check_order_keys(channels_order, space, "")
+    _stackable_subspaces(space, "")
+    stacking = StackedObservations(1, n_stack, cast(spaces.Box | spaces.Dict, space), channels_order)
+    return FrameStack.from_stacked_observations(stacking)
+
+
+def frame_stack_demonstrations(
+    demonstrations: Demonstrations,
+    n_stack: int | StackedObservations,
+    channels_order: str | Mapping[str, str | None] | None = None,
+) -> Demonstrations:
+    """
+    The demonstrations as ``VecFrameStack(venv, n_stack, channels_order)`` stacks the observations of a ``venv`` that
+    returns theirs: each episode replayed through SB3's ``StackedObservations`` from a reset (zeros before the episode's
+    first frame, the oldest frame first).
+
+    :param demonstrations: single frames, with their observation space (a ``Box``, or a ``Dict`` of them)
+    :param n_stack: frames per observation, at least 1; or the ``stacked_obs`` of a ``VecFrameStack`` built on frames of
+        the demonstrations' space (``frame_stack_demonstrations(demos, vec_frame_stack.stacked_obs)``), whose stacking
+        is taken, channels orders included
+    :param channels_order: as for ``VecFrameStack``: ``"first"``, ``"last"`` or None (detected: the channel axis of an
+        image space, else the last axis); for a ``Dict`` space also a dict of them by key. Only with ``n_stack`` a number
+    :return: the stacked demonstrations, with the stacked observation space (``VecFrameStack``'s) and their
+        :attr:`Demonstrations.frame_stack`; :func:`unstack_demonstrations` gives the frames back
+    :raises ValueError: the demonstrations have no observation space, or one that cannot be stacked; a bad
+        ``n_stack`` or ``channels_order``; a ``stacked_obs`` built on another space
+    :raises TypeError: ``channels_order`` given with a ``stacked_obs``
+    """
+    space = demonstrations.observation_space
+    if space is None:
+        raise ValueError(
+            "frame_stack_demonstrations needs the demonstrations' observation space: load them with env= (the env of "
+            "single frames)"
+        )
+    if isinstance(n_stack, StackedObservations):
+        if channels_order is not None:
+            raise TypeError("frame_stack_demonstrations: channels_order is taken from the stacked_obs given: pass None")
+        if n_stack.observation_space != space:
+            raise ValueError(
+                f"frame_stack_demonstrations: the stacked_obs stacks frames of {n_stack.observation_space}, the "
+                f"demonstrations have {space}"
+            )
+        frame_stack = FrameStack.from_stacked_observations(n_stack)
+    else:
+        frame_stack = _resolved_frame_stack(_checked_n_stack(n_stack, "frame_stack_demonstrations"), channels_order, space)
+    stacking = StackedObservations(1, frame_stack.n_stack, space, frame_stack.channels_order)  # type: ignore[arg-type]
+    return Demonstrations(
+        _stacked_episodes(demonstrations.episodes, frame_stack, space),
+        stacking.stacked_observation_space,
+        demonstrations.action_space,
+        frame_stack,
+    )
+
+
+def unstack_demonstrations(demonstrations: Demonstrations) -> Demonstrations:
+    """
+    The newest frame of each observation of frame-stacked demonstrations: the inverse of
+    :func:`frame_stack_demonstrations`.
+
+    :param demonstrations: stacks that carry their stacking (:attr:`Demonstrations.frame_stack`): recorded through
+        ``VecFrameStack``, loaded from a format version 3 file or stacked by :func:`frame_stack_demonstrations`. Stacks
+        without it can be given it: ``Demonstrations(demos.episodes, demos.observation_space, demos.action_space,
+        FrameStack(4, "last"))`` checks that they are stacked that way
+    :return: the frames, with the space of one frame (the bounds of the stacks' newest frame) and no ``frame_stack``
+    :raises ValueError: the demonstrations carry no stacking
+    """
+    frame_stack = demonstrations.frame_stack
+    if frame_stack is None:
+        raise ValueError(
+            "unstack_demonstrations: the demonstrations carry no frame_stack: give them theirs with "
+            "Demonstrations(demos.episodes, demos.observation_space, demos.action_space, FrameStack(n_stack, channels_order))"
+        )
+    space = cast(spaces.Space, demonstrations.observation_space)  # a frame_stack needs one
+    episodes = [
+        replace(episode, observations=_newest_frames(frame_stack, space, episode.observations))
+        for episode in demonstrations.episodes
+    ]
+    return Demonstrations(episodes, _frame_space(frame_stack, space), demonstrations.action_space)
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Recording
 # --------------------------------------------------------------------------------------------------------------------
 
@@ -706,15 +1077,20 @@ def record_demonstrations(
     In a VecEnv (with its wrappers: ``VecFrameStack``, ``VecTransposeImage``, ...; ``make_atari_env`` pipelines) the
     observations, actions and rewards are recorded as its wrappers return them, so the demonstrations are what an
     agent trained in that VecEnv sees (frame-stacked observations with the zero-filled stack of an episode start,
-    clipped Atari rewards). Every env steps at once with the expert's actions for the batch; a finished episode ends
-    on ``infos[i]["terminal_observation"]`` and is truncated when ``infos[i]["TimeLimit.truncated"]`` says so (SB3's
-    conventions, which its VecEnv wrappers keep). As SB3's ``evaluate_policy`` does, env ``i`` records the first
-    ``(n_episodes + i) // n_envs`` episodes it finishes, so that short episodes, which finish first, are not
-    over-represented; the episodes are returned env by env, each env's in the order played, and the episodes still
-    running at the end are dropped. ``VecNormalize`` is refused: its running statistics would make the stored
-    observations drift, and DQfD stores demonstrations un-normalized (``VecNormalize`` normalizes them when sampled),
-    so record in the same VecEnv without it; an expert trained with ``VecNormalize`` can be passed as
-    ``lambda obs: model.predict(vec_normalize.normalize_obs(obs), deterministic=True)[0]`` (its statistics frozen).
+    clipped Atari rewards). Behind a ``VecFrameStack`` (anywhere in the chain of wrappers; a ``VecTransposeImage`` above
+    it makes the stacks channel-first stacks of transposed frames) the demonstrations carry its stacking,
+    :attr:`Demonstrations.frame_stack`, once checked that the observations are its zero-padded stacks, so that
+    :func:`save_demonstrations` writes each frame once; when wrappers above it make them something else (or move the
+    stacking axis to a middle one), the stacks are kept without it, with a warning. Every env steps at once with the
+    expert's actions for the batch; a finished episode ends on ``infos[i]["terminal_observation"]`` and is truncated
+    when ``infos[i]["TimeLimit.truncated"]`` says so (SB3's conventions, which its VecEnv wrappers keep). As SB3's
+    ``evaluate_policy`` does, env ``i`` records the first ``(n_episodes + i) // n_envs`` episodes it finishes, so that
+    short episodes, which finish first, are not over-represented; the episodes are returned env by env, each env's in
+    the order played, and the episodes still running at the end are dropped. ``VecNormalize`` is refused: its running
+    statistics would make the stored observations drift, and DQfD stores demonstrations un-normalized (``VecNormalize``
+    normalizes them when sampled), so record in the same VecEnv without it; an expert trained with ``VecNormalize`` can
+    be passed as ``lambda obs: model.predict(vec_normalize.normalize_obs(obs), deterministic=True)[0]`` (its statistics
+    frozen).
 
     Seeding: with ``seed`` given, episode ``i`` of a single environment starts from ``env.reset(seed=seed + i)``, so
     each episode is reproducible on its own and the first ``k`` episodes do not depend on ``n_episodes``. A VecEnv is
@@ -733,7 +1109,8 @@ def record_demonstrations(
     :param seed: seed of the first reset (see above); ``None`` leaves the environment unseeded
     :param deterministic: passed to the model's ``predict``
     :param progress_bar: show a progress bar over episodes (tqdm + rich, as SB3's ``learn``)
-    :return: the recorded demonstrations, with the environment's spaces (a VecEnv's after its wrappers)
+    :return: the recorded demonstrations, with the environment's spaces (a VecEnv's after its wrappers) and, through
+        ``VecFrameStack``, its stacking
     """
     if not isinstance(env, str | gym.Env | VecEnv):
         raise _bad_env(env)
@@ -744,7 +1121,13 @@ def record_demonstrations(
         act = _as_policy(expert, deterministic, vectorized=True)
         with _progress(n_episodes, progress_bar) as advance:
             episodes = _record_vec_env(act, env, n_episodes, seed, advance)
-        return Demonstrations(episodes, env.observation_space, env.action_space)
+        demonstrations = Demonstrations(episodes, env.observation_space, env.action_space)
+        frame_stack = _recorded_frame_stack(env, demonstrations)
+        if frame_stack is None:
+            return demonstrations
+        return Demonstrations(
+            demonstrations.episodes, demonstrations.observation_space, demonstrations.action_space, frame_stack
+        )
     act = _as_policy(expert, deterministic)
     environment = gym.make(env) if isinstance(env, str) else env
     try:
@@ -757,6 +1140,68 @@ def record_demonstrations(
         if isinstance(env, str):
             environment.close()
     return Demonstrations(episodes, environment.observation_space, environment.action_space)
+
+
+def _vec_frame_stack(venv: VecEnv) -> FrameStack | None:
+    """
+    The stacking of the outermost ``VecFrameStack`` among the wrappers of ``venv``, as the observations of ``venv`` show
+    it: a ``VecTransposeImage`` above it (SB3 puts it there) moves a channel-last stack of frames ``[H, W, n * C]`` to
+    the first axis, ``[n * C, H, W]``: the channel-first stack of the transposed frames.
+
+    :return: the stacking; None without ``VecFrameStack``
+    :raises ValueError: a ``VecTransposeImage`` above it moves a channel-first stack to a middle axis, which
+        :class:`FrameStack` cannot describe
+    """
+    transposes = []
+    while not isinstance(venv, VecFrameStack):
+        if not isinstance(venv, VecEnvWrapper):
+            return None
+        if isinstance(venv, VecTransposeImage) and not venv.skip:
+            transposes.append(venv)
+        venv = venv.venv
+    frame_stack = FrameStack.from_stacked_observations(venv.stacked_obs)
+    channels_order = frame_stack.channels_order
+    for transpose in reversed(transposes):  # innermost first
+        # [H, W, C] -> [C, H, W]: the last axis comes first, the first one goes to the middle
+        if isinstance(channels_order, dict):
+            moved = [f"key {key!r}" for key in transpose.image_space_keys if channels_order[key] == "first"]
+            channels_order = channels_order | dict.fromkeys(transpose.image_space_keys, "first")
+        else:
+            moved = ["the observations"] if channels_order == "first" else []
+            channels_order = "first"
+        if moved:
+            raise ValueError(
+                f"VecTransposeImage moves the stacking axis of {', '.join(moved)} from the first to a middle axis"
+            )
+    return FrameStack(frame_stack.n_stack, channels_order)
+
+
+def _recorded_frame_stack(venv: VecEnv, demonstrations: Demonstrations) -> FrameStack | None:
+    """
+    The stacking of the observations recorded in ``venv``, checked on them.
+
+    :param venv: the VecEnv recorded
+    :param demonstrations: what was recorded
+    :return: the stacking of its ``VecFrameStack`` (see :func:`_vec_frame_stack`) if the observations are its stacks;
+        None without ``VecFrameStack``, and, with a warning, when the wrappers above it make them something else
+    """
+    try:
+        frame_stack = _vec_frame_stack(venv)
+        if frame_stack is None:
+            return None
+        _frame_space(frame_stack, demonstrations.observation_space)
+    except ValueError as error:  # a wrapper above VecFrameStack changed the stacked observation space
+        problem: str | None = str(error)
+    else:
+        problem = _stacking_problem(frame_stack, demonstrations.observation_space, demonstrations.episodes)
+    if problem is None:
+        return frame_stack
+    _warn(
+        f"record_demonstrations: the VecEnv stacks frames (VecFrameStack), but the wrappers above it make its "
+        f"observations something else than stacks of frames ({problem}): the demonstrations hold them without "
+        "frame_stack, and save_demonstrations writes them whole"
+    )
+    return None
 
 
 def _record_episode(act: Callable[[Any, Any], Any], env: gym.Env, index: int, seed: int | None) -> Episode:
@@ -1009,16 +1454,28 @@ def save_demonstrations(demos: Demonstrations, path: str | os.PathLike) -> None:
     - the ``Dict`` space's JSON under ``observation_space`` is ``{"type": "Dict", "keys": [...]}``, and each subspace
       is described as a space above under ``observation_space.<key>`` (with ``observation_space.<key>_low``, ...).
 
-    :param demos: the demonstrations to write
-    :param path: where to write them
-    :raises ValueError: two keys of a ``Dict`` space would write the same array (keys ``"x"`` and ``"x_low"``)
+    Frame-stacked demonstrations (recorded through ``VecFrameStack``: :attr:`Demonstrations.frame_stack` is set) are
+    written as format version 3, each frame once: the layout of version 1 (one array) or 2 (dict observations) where
+    ``observations`` (each ``observations.<key>``) holds the newest frame of each observation, ``[sum(T + 1),
+    *frame_shape]`` (its older frames are those of the steps before, zeros before an episode's first), plus
+    ``frame_stack``, the stacking as a JSON string ``{"n_stack": 4, "channels_order": "last"}`` (for dict observations
+    ``"channels_order"`` may be a JSON object of one order per key). ``observation_space`` is the stacked space, as the
+    demonstrations carry it; :func:`load_demonstrations` stacks the frames again as ``VecFrameStack`` does.
 
     :param demos: the demonstrations to write
     :param path: where to write them
+    :raises ValueError: two keys of a ``Dict`` space would write the same array (keys ``"x"`` and ``"x_low"``)
     """
     if not isinstance(demos, Demonstrations):
         raise TypeError(f"save_demonstrations takes a Demonstrations, got {type(demos).__name__}")
-    observations = _concatenate_observations([episode.observations for episode in demos])
+    frame_stack = demos.frame_stack
+    if frame_stack is None:
+        observations = _concatenate_observations([episode.observations for episode in demos])
+    else:
+        # The older frames of a stack are the newer ones of the stack before: each step's newest frame holds them all
+        observations = _concatenate_observations(
+            [_newest_frames(frame_stack, demos.observation_space, episode.observations) for episode in demos]
+        )
     if isinstance(observations, dict):
         # Plain string arrays load without pickle; the keys are listed so that a missing one is noticed
         observation_arrays = {"observation_keys": np.array(list(observations), dtype=str)}
@@ -1028,7 +1485,7 @@ def save_demonstrations(demos: Demonstrations, path: str | os.PathLike) -> None:
     arrays: dict[str, np.ndarray] = {
         "format": np.array(NPZ_FORMAT),
         # Version 1 still describes files of array observations: releases that read only version 1 read them
-        "format_version": np.array(2 if isinstance(observations, dict) else 1),
+        "format_version": np.array(3 if frame_stack is not None else 2 if isinstance(observations, dict) else 1),
         **observation_arrays,
         "actions": np.concatenate([episode.actions for episode in demos]),
         "rewards": np.concatenate([episode.rewards for episode in demos]),
@@ -1036,6 +1493,8 @@ def save_demonstrations(demos: Demonstrations, path: str | os.PathLike) -> None:
         "terminated": np.array([episode.terminated for episode in demos]),
         "truncated": np.array([episode.truncated for episode in demos]),
     }
+    if frame_stack is not None:
+        arrays["frame_stack"] = np.array(frame_stack.to_json())
     if demos.observation_space is not None:
         arrays |= _space_to_arrays(demos.observation_space, "observation_space")
     if demos.action_space is not None:
@@ -1645,23 +2104,61 @@ def _read_minari_id(path: Path, where: str) -> tuple[list[Episode], spaces.Space
     return _episodes_from_minari(dataset, where), dataset.observation_space, dataset.action_space
 
 
+def _npz_frame_stack(data: Mapping[str, np.ndarray], where: str) -> FrameStack | None:
+    """
+    The stacking of our ``.npz`` (format version 3, key ``frame_stack``), checked against its format version.
+
+    :return: the stacking; None for a file of whole observations (versions 1 and 2)
+    """
+    version = int(data["format_version"])
+    if "frame_stack" not in data:
+        if version == 3:
+            raise ValueError(f"{where}: format_version 3 needs the key 'frame_stack' (how its frames are stacked)")
+        return None
+    if version != 3:
+        raise ValueError(f"{where}: key 'frame_stack' needs format_version 3, the file has format_version {version}")
+    try:
+        description = json.loads(str(data["frame_stack"]))
+        return FrameStack(description["n_stack"], description["channels_order"])
+    except (KeyError, TypeError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{where}: key 'frame_stack': the stacking cannot be read ({error!r})") from None
+
+
+def _stacked_npz_episodes(
+    frames: list[Episode], frame_stack: FrameStack, observation_space: spaces.Space | None, where: str
+) -> list[Episode]:
+    """
+    :param frames: the episodes of a format version 3 file: one frame per step
+    :param frame_stack: its stacking
+    :param observation_space: its (stacked) observation space
+    :param where: the file, for messages
+    :return: the episodes with the stacks ``VecFrameStack`` makes of their frames
+    """
+    with _located(f"{where}: key 'frame_stack' {frame_stack.to_json()}"):
+        frame_space = _frame_space(frame_stack, observation_space)
+    with _located(f"{where}: the frames must fit one frame of the stacked observation space, {frame_space}"):
+        conformed = Demonstrations(frames, frame_space).episodes
+    return _stacked_episodes(conformed, frame_stack, frame_space)
+
+
 def _read_npz_layout(
     data: Mapping[str, np.ndarray], where: str, env: str | gym.Env | VecEnv | None, sb2_episode_end: str
-) -> tuple[list[Episode], spaces.Space | None, spaces.Space | None]:
-    """Read an ``.npz`` in any layout, recognised from its keys."""
+) -> tuple[list[Episode], spaces.Space | None, spaces.Space | None, FrameStack | None]:
+    """Read an ``.npz`` in any layout, recognised from its keys; the stacking is that of a format version 3 file."""
     if "format" in data:
         if str(data["format"]) != NPZ_FORMAT:
             raise ValueError(f"{where}: unknown format marker {str(data['format'])!r} (expected {NPZ_FORMAT!r})")
-        return (
-            _episodes_from_npz(data, where),
-            _space_from_arrays(data, "observation_space", where),
-            _space_from_arrays(data, "action_space", where),
-        )
+        episodes = _episodes_from_npz(data, where)
+        observation_space = _space_from_arrays(data, "observation_space", where)
+        frame_stack = _npz_frame_stack(data, where)
+        if frame_stack is not None:
+            episodes = _stacked_npz_episodes(episodes, frame_stack, observation_space, where)
+        return episodes, observation_space, _space_from_arrays(data, "action_space", where), frame_stack
     # Each layout by the keys only it has (SB2 and D4RL share 'actions' and 'rewards')
     if any(key in data for key in ("obs", "episode_starts", "episode_returns")):
-        return _episodes_from_sb2(data, where, env, sb2_episode_end), None, None
+        return _episodes_from_sb2(data, where, env, sb2_episode_end), None, None, None
     if "terminals" in data or "timeouts" in data:
-        return _episodes_from_d4rl(data, where), None, None
+        return _episodes_from_d4rl(data, where), None, None, None
     raise ValueError(
         f"{where}: unknown .npz layout with keys {sorted(data)}: expected an sb3_dqfd file (key 'format'), "
         f"a Stable-Baselines2 ExpertDataset (keys {list(_SB2_KEYS)}) or a D4RL dataset (keys {list(_D4RL_KEYS)}, "
@@ -1671,40 +2168,40 @@ def _read_npz_layout(
 
 def _read_path(
     path: Path, where: str, env: str | gym.Env | VecEnv | None, sb2_episode_end: str
-) -> tuple[list[Episode], spaces.Space | None, spaces.Space | None]:
+) -> tuple[list[Episode], spaces.Space | None, spaces.Space | None, FrameStack | None]:
     if path.is_file():
         return _read_npz_layout(_read_npz(path), where, env, sb2_episode_end)
     if path.exists():
         raise ValueError(f"{where}: not a file (a directory?): expected a .npz file or a local Minari dataset id")
     if path.suffix.lower() == ".npz":
         raise DemonstrationsNotFoundError(f"{where}: no such file")
-    return _read_minari_id(path, where)
+    return (*_read_minari_id(path, where), None)
 
 
 def _read_source(
     source: Any, env: str | gym.Env | VecEnv | None, seed: int | None, sb2_episode_end: str
-) -> tuple[str, list[Episode], spaces.Space | None, spaces.Space | None]:
+) -> tuple[str, list[Episode], spaces.Space | None, spaces.Space | None, FrameStack | None]:
     """
     Read any supported source.
 
-    :return: where it is (for messages), its episodes, and the observation and action spaces it stores, if any
+    :return: where it is (for messages), its episodes, the observation and action spaces it stores, if any, and the
+        frame stacking of its observations, if it stores one (:class:`Demonstrations`, our format version 3 ``.npz``)
     """
     if isinstance(source, Demonstrations):
-        return type(source).__name__, list(source.episodes), source.observation_space, source.action_space
+        return type(source).__name__, list(source.episodes), source.observation_space, source.action_space, source.frame_stack
     if isinstance(source, str) and source.startswith(_EXPERT_PREFIX):
         demos = _record_expert(source, env, seed)
-        return source, list(demos.episodes), demos.observation_space, demos.action_space
+        return source, list(demos.episodes), demos.observation_space, demos.action_space, demos.frame_stack
     if isinstance(source, str | os.PathLike):
         where = str(source)
-        episodes, observation_space, action_space = _read_path(Path(source), where, env, sb2_episode_end)
-        return where, episodes, observation_space, action_space
+        return (where, *_read_path(Path(source), where, env, sb2_episode_end))
     if hasattr(source, "iterate_episodes"):
         where = type(source).__name__
-        return where, _episodes_from_minari(source, where), source.observation_space, source.action_space
+        return where, _episodes_from_minari(source, where), source.observation_space, source.action_space, None
     if isinstance(source, Mapping):
-        return "D4RL dataset", _episodes_from_d4rl(source, "D4RL dataset"), None, None
+        return "D4RL dataset", _episodes_from_d4rl(source, "D4RL dataset"), None, None, None
     if isinstance(source, Sequence) and not isinstance(source, bytes):
-        return (*_read_sequence(source), None, None)
+        return (*_read_sequence(source), None, None, None)
     raise TypeError(
         f"load_demonstrations: unsupported source {type(source).__name__}: expected a path, a Minari dataset or id, "
         "a D4RL mapping of flat arrays, 'expert:N', a sequence of episode dicts / imitation trajectories / Episode, "
@@ -1747,7 +2244,9 @@ def load_demonstrations(
     :param source: the demonstrations
     :param env: an environment id, ``gymnasium.Env`` or VecEnv: when given, the episodes are validated against its
         spaces and conformed to them (dtypes normalized), and the result carries them. Without it, the spaces stored
-        in the source are used if it has any (our ``.npz``, Minari, :class:`Demonstrations`, ``expert:N``). Its id
+        in the source are used if it has any (our ``.npz``, Minari, :class:`Demonstrations`, ``expert:N``). The frame
+        stacking of our format version 3 ``.npz`` or of a :class:`Demonstrations` is kept (and checked against
+        ``env``'s space): a file of frames loads as the stacks that were saved. Its id
         names the expert of ``expert:N``, and its time limit (``env.spec.max_episode_steps``) tells which episodes of
         a Stable-Baselines2 file were truncated.
     :param seed: for ``expert:N`` only: episode ``i`` is reset with ``seed + i``; ``None`` leaves it unseeded
@@ -1763,8 +2262,8 @@ def load_demonstrations(
     """
     if sb2_episode_end not in _SB2_EPISODE_ENDS:
         raise ValueError(f"sb2_episode_end must be 'auto', 'terminated' or 'truncated', got {sb2_episode_end!r}")
-    where, episodes, observation_space, action_space = _read_source(source, env, seed, sb2_episode_end)
+    where, episodes, observation_space, action_space, frame_stack = _read_source(source, env, seed, sb2_episode_end)
     if env is not None:
         observation_space, action_space = _env_spaces(env)
     with _located(where):
-        return Demonstrations(episodes, observation_space, action_space)
+        return Demonstrations(episodes, observation_space, action_space, frame_stack)

@@ -21,7 +21,6 @@ from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule, TensorDict
 from stable_baselines3.common.utils import configure_logger, polyak_update, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack, VecTransposeImage
-from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 from stable_baselines3.dqn.dqn import DQN
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -33,6 +32,7 @@ from sb3_dqfd.common.demonstrations import (
     ObservationArrays,
     _concatenate_observations,
     _map_observations,
+    frame_stack_demonstrations,
     load_demonstrations,
 )
 from sb3_dqfd.common.utils import flush_denormal
@@ -236,46 +236,8 @@ def _transposed(demonstrations: Demonstrations, env: VecTransposeImage) -> Demon
 
 
 def _frame_stacked(demonstrations: Demonstrations, env: VecFrameStack) -> Demonstrations:
-    """
-    The demonstrations as ``env`` would have stacked them: each episode replayed through a fresh copy of its stacking
-    (SB3's ``StackedObservations``: zeros before the episode's first observation, the same stacking axis).
-    """
-    single_frame_space = env.venv.observation_space
-    if not isinstance(single_frame_space, spaces.Box | spaces.Dict):
-        raise ValueError(
-            f"Demonstrations can be frame-stacked for Box or Dict observations only, the env has {single_frame_space}"
-        )
-    stacked_obs = env.stacked_obs
-    # What VecFrameStack was given (per key for a Dict space), so that a fresh stacking stacks as it does
-    channels_order: str | dict[str, str | None] = (
-        {key: "first" if stacking.channels_first else "last" for key, stacking in stacked_obs.sub_stacked_observations.items()}
-        if isinstance(single_frame_space, spaces.Dict)
-        else ("first" if stacked_obs.channels_first else "last")
-    )
-    episodes = []
-    for episode in demonstrations:
-        stacking = StackedObservations(1, stacked_obs.n_stack, single_frame_space, channels_order)  # type: ignore[arg-type]
-        steps = _steps(episode.observations)  # T + 1 observations, each with a batch axis of 1
-        stacked = [stacking.reset(steps[0])]
-        for observation in steps[1:]:
-            stacked.append(stacking.update(observation, np.zeros(1, dtype=bool), [{}])[0])
-        episodes.append(dataclasses.replace(episode, observations=_stacked_steps(stacked)))  # [T+1, *stacked_shape]
-    return Demonstrations(episodes, env.observation_space, env.action_space)
-
-
-def _steps(observations: ObservationArrays) -> list[Any]:
-    """The ``T + 1`` observations of an episode one by one, each ``[1, *obs_shape]`` (key by key for Dict)."""
-    if isinstance(observations, dict):
-        n_observations = len(next(iter(observations.values())))
-        return [{key: value[step : step + 1] for key, value in observations.items()} for step in range(n_observations)]
-    return [observations[step : step + 1] for step in range(len(observations))]
-
-
-def _stacked_steps(steps: list[Any]) -> ObservationArrays:
-    """The inverse of :func:`_steps`: ``[1, ...]`` observations (or dicts of them) into ``[T + 1, ...]``."""
-    if isinstance(steps[0], dict):
-        return {key: np.concatenate([step[key] for step in steps]) for key in steps[0]}
-    return np.concatenate(steps)
+    """The demonstrations as ``env`` would have stacked them (see :func:`frame_stack_demonstrations`)."""
+    return frame_stack_demonstrations(demonstrations, env.stacked_obs)
 
 
 #: The VecEnv wrappers that change the observations' layout, each with the function that applies it to demonstrations
