@@ -18,6 +18,8 @@ from sb3_dqfd.common.demonstrations import (
 from sb3_dqfd.common.experts import EXPERTS, get_expert
 from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
+from sb3_dqfd.sacfd import RLPD_HYPERPARAMS, SACfD
+from sb3_dqfd.td3fd import TD3fD
 from sb3_dqfd.transformer_a2c import TransformerA2C
 from sb3_dqfd.transformer_ppo import TransformerPPO
 
@@ -28,6 +30,7 @@ with open(version_file) as file_handler:
 
 __all__ = [
     "EXPERTS",
+    "RLPD_HYPERPARAMS",
     "CompactDQfDReplayBuffer",
     "DQfD",
     "DQfDReplayBuffer",
@@ -35,6 +38,8 @@ __all__ = [
     "DemonstrationsNotFoundError",
     "Episode",
     "FrameStack",
+    "SACfD",
+    "TD3fD",
     "TransformerA2C",
     "TransformerPPO",
     "Transitions",

@@ -96,3 +96,15 @@ def test_replay_buffer_round_trip_keeps_demos_agent_data_and_priorities(tmp_path
             np.testing.assert_array_equal(restored_state[key], value, err_msg=key)
     loaded.learn(100, reset_num_timesteps=False)
     assert loaded.replay_buffer.n_demonstrations == demos.n_transitions
+
+
+def test_the_saved_data_holds_no_pickled_tensors(tmp_path) -> None:
+    model = DQfD("MlpPolicy", "CartPole-v1", demonstrations="expert:1", buffer_size=1_000, pretrain_steps=0, seed=0)
+    model.save(tmp_path / "model")
+    with zipfile.ZipFile(tmp_path / "model.zip") as archive:
+        data = json.loads(archive.read("data"))
+    assert "_trainable_parameters" not in data  # rebuilt from the loaded network instead
+    loaded = DQfD.load(tmp_path / "model")
+    assert [parameter.data_ptr() for parameter in loaded._trainable_parameters] == [
+        parameter.data_ptr() for parameter in loaded.q_net.parameters()
+    ]

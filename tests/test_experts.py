@@ -41,6 +41,7 @@ LEVELS = [
     ("MountainCar-v0", -150, "terminated"),  # reached the flag (random play never does in 200 steps)
     ("Acrobot-v1", -200, "terminated"),  # swung up (random play: mostly -500)
     ("LunarLander-v3", 150, "terminated"),  # landed
+    ("LunarLanderContinuous-v3", 150, "terminated"),  # landed (Box actions)
     ("MinAtar/Breakout-v1", 2, "terminated"),  # seeds 0..4 score 2 to 19 (random play: 0.4 on average)
     # MinAtar's Freeway ends itself after 2500 steps, as a termination
     ("MinAtar/Freeway-v1", 30, "terminated"),  # seeds 0..4 cross 31 to 53 times (always up: 15.7, random: 0.4)

@@ -219,3 +219,26 @@ def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path: Path) -> None
     study.optimize(lambda trial: trial.suggest_float("margin", 0.1, 1.0), n_trials=1)
     assert study.trials[-1].state == TrialState.COMPLETE
     assert study.trials[-1].value == lost.params["margin"]
+
+
+def test_sacfd_study_and_best_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sb3_dqfd.sacfd.sacfd import SACfD
+    from sb3_dqfd.zoo.samplers import convert_sacfd_params
+
+    env_id = "LunarLanderContinuous-v3"
+    (tmp_path / "demos").mkdir()
+    save_demonstrations(
+        record_demonstrations(env_id, env_id, n_episodes=1, seed=0), tmp_path / "demos" / "lunarlandercontinuous_expert_10.npz"
+    )
+    monkeypatch.chdir(tmp_path)
+    fast = ["--fix", "pretrain_steps=0", "net_arch=small", "batch_size=64", "train_freq=8", "learning_starts=0"]
+    argv = ["sacfd", "--env", env_id, "--storage", "journal/sacfd.log", "--n-trials", "1"]
+    assert run_tune(capsys, *argv, *TINY, *fast, "--output", "best.yml")[0] == 0
+    storage = optuna.storages.JournalStorage(JournalFileBackend("journal/sacfd.log"))
+    study = optuna.load_study(study_name=f"sacfd-{env_id}", storage=storage)
+    assert [trial.state for trial in study.trials] == [TrialState.COMPLETE]
+    written = read_zoo_entry("best.yml", env_id, SACfD)
+    shipped = read_zoo_entry(HYPERPARAMS_DIR / "sacfd.yml", env_id, SACfD)
+    assert written == {**shipped, **convert_sacfd_params(study.best_trial.params)}

@@ -17,6 +17,8 @@ from stable_baselines3.common.utils import LinearSchedule
 from sb3_dqfd.common.demonstrations import record_demonstrations, save_demonstrations
 from sb3_dqfd.common.hyperparams import load_hyperparameters, shipped_hyperparameters
 from sb3_dqfd.dqfd.dqfd import DQfD
+from sb3_dqfd.sacfd.sacfd import SACfD
+from sb3_dqfd.td3fd.td3fd import TD3fD
 from sb3_dqfd.transformer_a2c.transformer_a2c import TransformerA2C
 from sb3_dqfd.transformer_ppo.transformer_ppo import TransformerPPO
 from sb3_dqfd.zoo import (
@@ -29,10 +31,21 @@ from sb3_dqfd.zoo import (
     sample_transformer_a2c_params,
 )
 from sb3_dqfd.zoo.cli import main as zoo_main
-from sb3_dqfd.zoo.samplers import NET_ARCHS, convert_transformer_ppo_params, sample_transformer_ppo_params
+from sb3_dqfd.zoo.samplers import (
+    ACTOR_CRITIC_NET_ARCHS,
+    NET_ARCHS,
+    convert_sacfd_params,
+    convert_td3fd_params,
+    convert_transformer_ppo_params,
+    sample_sacfd_params,
+    sample_td3fd_params,
+    sample_transformer_ppo_params,
+)
 
 SHIPPED = {
     "dqfd": (DQfD, ["CartPole-v1", "MountainCar-v0", "LunarLander-v3"]),
+    "sacfd": (SACfD, ["LunarLanderContinuous-v3"]),
+    "td3fd": (TD3fD, ["LunarLanderContinuous-v3"]),
     "transformer_a2c": (TransformerA2C, ["CartPoleNoVel-v1", "Walker2d-v5"]),
     "transformer_ppo": (TransformerPPO, ["CartPoleNoVel-v1", "Walker2d-v5"]),
 }
@@ -69,6 +82,16 @@ def test_registration_puts_transformer_ppo_in_rl_zoo3_tables() -> None:
     assert utils.ALGOS["transformer_ppo"] is TransformerPPO
     assert hyperparams_opt.HYPERPARAMS_SAMPLER["transformer_ppo"] is sample_transformer_ppo_params
     assert hyperparams_opt.HYPERPARAMS_CONVERTER["transformer_ppo"] is convert_transformer_ppo_params
+
+
+def test_registration_puts_sacfd_and_td3fd_in_rl_zoo3_tables() -> None:
+    register_algorithms()
+    assert utils.ALGOS["sacfd"] is SACfD and utils.ALGOS["td3fd"] is TD3fD
+    assert hyperparams_opt.HYPERPARAMS_SAMPLER["sacfd"] is sample_sacfd_params
+    assert hyperparams_opt.HYPERPARAMS_SAMPLER["td3fd"] is sample_td3fd_params
+    assert hyperparams_opt.HYPERPARAMS_CONVERTER["sacfd"] is convert_sacfd_params
+    assert hyperparams_opt.HYPERPARAMS_CONVERTER["td3fd"] is convert_td3fd_params
+    assert utils.ALGOS["sac"].__name__ == "SAC"
 
 
 def _sampled(sampler: Any, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -130,6 +153,38 @@ def test_dqfd_search_space_reaches_the_shipped_entries(env_id: str) -> None:
     # And the converter turns those raw values back into the shipped constructor arguments
     rebuilt = convert_dqfd_params(raw)
     assert _comparable(rebuilt) == _comparable({key: value for key, value in shipped.items() if key != "buffer_size"})
+
+
+@pytest.mark.parametrize("algo, sampler, converter", [("sacfd", sample_sacfd_params, convert_sacfd_params),
+                                                      ("td3fd", sample_td3fd_params, convert_td3fd_params)])  # fmt: skip
+@pytest.mark.parametrize("seed", range(2))
+def test_sacfd_and_td3fd_samples_build_valid_models_and_convert_back(
+    algo: str, sampler: Any, converter: Any, seed: int
+) -> None:
+    hyperparams, params = _sampled(sampler, seed)
+    assert converter(params) == hyperparams
+    assert hyperparams["gradient_steps"] == hyperparams["train_freq"]
+    demos = [dict(observations=np.zeros((4, 3), np.float32), actions=np.zeros((3, 1), np.float32), rewards=np.zeros(3),
+                  terminated=True, truncated=False)]  # fmt: skip
+    model = SHIPPED[algo][0]("MlpPolicy", "Pendulum-v1", demonstrations=demos, buffer_size=500, **hyperparams)
+    assert model.bc_coef == hyperparams["bc_coef"] and model.n_steps == hyperparams["n_steps"]
+
+
+@pytest.mark.parametrize("algo, sampler, converter", [("sacfd", sample_sacfd_params, convert_sacfd_params),
+                                                      ("td3fd", sample_td3fd_params, convert_td3fd_params)])  # fmt: skip
+def test_sacfd_and_td3fd_search_spaces_reach_the_shipped_entries(algo: str, sampler: Any, converter: Any) -> None:
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    sampler(trial, 1, 1, {})
+    algorithm, (env_id,) = SHIPPED[algo]
+    shipped = shipped_hyperparameters(algorithm, env_id)
+    raw = {key: value for key, value in shipped.items() if key not in ("buffer_size", "gradient_steps", "policy_kwargs")}
+    arch_names = {tuple(arch): name for name, arch in ACTOR_CRITIC_NET_ARCHS.items()}
+    raw["net_arch"] = arch_names[tuple(shipped["policy_kwargs"]["net_arch"])]
+    assert set(raw) <= set(trial.distributions), sorted(set(raw) - set(trial.distributions))
+    for name, value in raw.items():
+        distribution = trial.distributions[name]
+        assert distribution._contains(distribution.to_internal_repr(value)), (name, value, distribution)
+    assert converter(raw) == {key: value for key, value in shipped.items() if key != "buffer_size"}
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -292,6 +347,8 @@ DOCUMENTED_DEVIATIONS = {
     ("dqfd", "LunarLander-v3"): {"learning_rate"},
     ("dqfd", "MountainCar-v0"): {"normalize_observations", "n_steps", "exploration_initial_eps", "exploration_fraction"},
     ("transformer_ppo", "CartPoleNoVel-v1"): {"n_steps", "batch_size", "gamma", "gae_lambda"},
+    ("sacfd", "LunarLanderContinuous-v3"): {"buffer_size", "learning_starts", "pretrain_steps"},
+    ("td3fd", "LunarLanderContinuous-v3"): {"buffer_size", "learning_starts", "pretrain_steps"},
 }
 
 
@@ -301,7 +358,9 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 @pytest.mark.parametrize("algo, env_id", [("dqfd", "CartPole-v1"), ("dqfd", "MountainCar-v0"), ("dqfd", "LunarLander-v3"),
                                           ("transformer_a2c", "CartPoleNoVel-v1"),
-                                          ("transformer_ppo", "CartPoleNoVel-v1")])  # fmt: skip
+                                          ("transformer_ppo", "CartPoleNoVel-v1"),
+                                          ("sacfd", "LunarLanderContinuous-v3"),
+                                          ("td3fd", "LunarLanderContinuous-v3")])  # fmt: skip
 def test_shipped_values_differ_from_the_class_defaults_only_where_their_header_says(algo: str, env_id: str) -> None:
     """The headers list each change from the classes' defaults: keep that true when defaults or entries change."""
     algorithm = SHIPPED[algo][0]

@@ -132,7 +132,9 @@ class DQfDReplayBuffer(ReplayBuffer):
     :param buffer_size: total number of transitions, demonstrations included; the agent ring gets what the
         demonstrations leave (``(buffer_size - n_demonstrations) // n_envs`` rows)
     :param observation_space: observation space; a ``Dict`` space must be flat (no nested ``Dict`` or ``Tuple``)
-    :param action_space: action space
+    :param action_space: the space of the stored actions (SAC and TD3 store them scaled to ``[-1, 1]``: pass that
+        space). Demonstration actions must lie in it: Discrete indices in range, Box actions within the bounds
+        (refused otherwise, never clipped)
     :param device: PyTorch device of the sampled tensors
     :param n_envs: number of parallel environments (one ring column each)
     :param optimize_memory_usage: not supported (must be False): n-step windows need the stored next observations
@@ -420,6 +422,15 @@ class DQfDReplayBuffer(ReplayBuffer):
                 raise ValueError(
                     f"Demonstration actions must lie in [{low}, {high}) for {self.action_space}, "
                     f"got min {actions.min()} and max {actions.max()}"
+                )
+        elif isinstance(self.action_space, spaces.Box):
+            # Refused, not clipped: a silently clipped action is not the one the expert chose (NaN fails both tests)
+            low, high = self.action_space.low.reshape(-1), self.action_space.high.reshape(-1)  # [action_dim]
+            if not np.all((actions >= low) & (actions <= high)):
+                raise ValueError(
+                    f"Demonstration actions must lie within the bounds of {self.action_space} (they are not clipped: "
+                    f"clip them yourself if the env clips them too), got min {actions.min(axis=0)} and max "
+                    f"{actions.max(axis=0)} per dimension"
                 )
         ends = transitions.episode_ends
         return {

@@ -19,7 +19,8 @@ from types import SimpleNamespace
 import gymnasium as gym
 import numpy as np
 
-Expert = Callable[[np.ndarray], int]
+#: ``observation -> action``: an index for Discrete actions, an array for Box actions
+Expert = Callable[[np.ndarray], int | np.ndarray]
 
 
 def cartpole_expert(observation: np.ndarray) -> int:
@@ -76,6 +77,28 @@ def lunar_lander_expert(observation: np.ndarray) -> int:
     from gymnasium.envs.box2d.lunar_lander import heuristic
 
     return int(heuristic(_DISCRETE_LANDER, observation))
+
+
+# The same stand-in for the continuous-action lander
+_CONTINUOUS_LANDER = SimpleNamespace(unwrapped=SimpleNamespace(continuous=True))
+
+
+def lunar_lander_continuous_expert(observation: np.ndarray) -> np.ndarray:
+    """
+    LunarLanderContinuous-v3 (Box actions): gymnasium's own ``heuristic`` controller in its continuous mode.
+
+    gymnasium 1.x registers the continuous lander as ``LunarLanderContinuous-v3`` (``LunarLander-v3`` with
+    ``continuous=True`` is the same env, but an expert is looked up by id, and ``expert:N`` records in a fresh
+    ``gym.make(id)`` without keyword arguments: use the ``LunarLanderContinuous-v3`` id).
+
+    Measured over seeds 0..99: mean 280.3, min -168.8, max 315.8 (occasional crashes, as in the discrete mode).
+
+    :param observation: the 8 lander features (position, velocity, angle, angular velocity, leg contacts)
+    :return: ``[main engine, lateral engine]``, float32 in ``[-1, 1]``
+    """
+    from gymnasium.envs.box2d.lunar_lander import heuristic
+
+    return np.asarray(heuristic(_CONTINUOUS_LANDER, observation), dtype=np.float32)
 
 
 def _cell(channel: np.ndarray) -> tuple[int, int] | None:
@@ -189,7 +212,7 @@ class AleScreenExpert:
     :param expert: a built-in expert of an ALE game, ``RGB frame -> action``
     """
 
-    def __init__(self, env: gym.Env, expert: Expert) -> None:
+    def __init__(self, env: gym.Env, expert: Callable[[np.ndarray], int]) -> None:
         if not hasattr(env.unwrapped, "ale"):
             raise TypeError(f"AleScreenExpert needs an ALE environment (with .unwrapped.ale), got {env.unwrapped}")
         self.env = env
@@ -205,6 +228,7 @@ EXPERTS: dict[str, Expert] = {
     "MountainCar-v0": mountain_car_expert,
     "Acrobot-v1": acrobot_expert,
     "LunarLander-v3": lunar_lander_expert,
+    "LunarLanderContinuous-v3": lunar_lander_continuous_expert,
     "MinAtar/Breakout-v1": minatar_breakout_expert,
     "MinAtar/Freeway-v1": minatar_freeway_expert,
     "ALE/Breakout-v5": atari_breakout_expert,

@@ -125,11 +125,17 @@ def shipped_hyperparameters(algorithm_class: type[BaseAlgorithm], env_id: str) -
     The run keys (``n_timesteps``, ``n_envs``, ``policy``) and the ``demonstrations`` path are left out: pass your own
     demonstrations. Schedules (learning rate, exploration) stretch over whatever budget ``learn()`` gets.
 
-    :param algorithm_class: ``DQfD`` or ``TransformerA2C`` (or a subclass)
+    :param algorithm_class: ``DQfD``, ``SACfD``, ``TD3fD``, ``TransformerA2C`` or ``TransformerPPO`` (or a subclass)
     :param env_id: the environment id whose entry to read
     :return: the keyword arguments
     """
-    files = {"DQfD": "dqfd.yml", "TransformerA2C": "transformer_a2c.yml", "TransformerPPO": "transformer_ppo.yml"}
+    files = {
+        "DQfD": "dqfd.yml",
+        "SACfD": "sacfd.yml",
+        "TD3fD": "td3fd.yml",
+        "TransformerA2C": "transformer_a2c.yml",
+        "TransformerPPO": "transformer_ppo.yml",
+    }
     name = next((cls.__name__ for cls in algorithm_class.__mro__ if cls.__name__ in files), None)
     if name is None:
         raise ValueError(f"No shipped hyperparameters for {algorithm_class.__name__}: only for {sorted(files)}")

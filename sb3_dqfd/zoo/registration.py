@@ -12,15 +12,19 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from sb3_dqfd.common.hyperparams import HYPERPARAMS_DIR, RUN_KEYS, constructor_keys
 from sb3_dqfd.zoo.samplers import (
     convert_dqfd_params,
+    convert_sacfd_params,
+    convert_td3fd_params,
     convert_transformer_a2c_params,
     convert_transformer_ppo_params,
     sample_dqfd_params,
+    sample_sacfd_params,
+    sample_td3fd_params,
     sample_transformer_a2c_params,
     sample_transformer_ppo_params,
 )
 
 #: Our algorithms' names in rl-zoo3 (``--algo``), as rl-zoo3 spells its own (lower case, underscores)
-ZOO_NAMES = ("dqfd", "transformer_a2c", "transformer_ppo")
+ZOO_NAMES = ("dqfd", "sacfd", "td3fd", "transformer_a2c", "transformer_ppo")
 
 #: Keys of an rl-zoo3 entry that rl-zoo3 consumes itself (environment and wrappers), besides the run keys
 ZOO_KEYS = (
@@ -42,7 +46,8 @@ class ZooError(ValueError):
 
 def register_algorithms() -> None:
     """
-    Add ``dqfd``, ``transformer_a2c`` and ``transformer_ppo`` to rl-zoo3's algorithm table and Optuna samplers.
+    Add ``dqfd``, ``sacfd``, ``td3fd``, ``transformer_a2c`` and ``transformer_ppo`` to rl-zoo3's algorithm table and
+    Optuna samplers.
 
     rl-zoo3 reads ``rl_zoo3.utils.ALGOS``, ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` and
     ``HYPERPARAMS_CONVERTER`` when it runs, so updating these dicts in place before ``rl_zoo3.train.train()`` (or an
@@ -55,17 +60,23 @@ def register_algorithms() -> None:
 
     # Imported here so that `import sb3_dqfd.zoo` stays light and rl-zoo3 is only needed when used
     from sb3_dqfd.dqfd.dqfd import DQfD
+    from sb3_dqfd.sacfd.sacfd import SACfD
+    from sb3_dqfd.td3fd.td3fd import TD3fD
     from sb3_dqfd.transformer_a2c.transformer_a2c import TransformerA2C
     from sb3_dqfd.transformer_ppo.transformer_ppo import TransformerPPO
 
-    utils.ALGOS.update(dqfd=DQfD, transformer_a2c=TransformerA2C, transformer_ppo=TransformerPPO)
+    utils.ALGOS.update(dqfd=DQfD, sacfd=SACfD, td3fd=TD3fD, transformer_a2c=TransformerA2C, transformer_ppo=TransformerPPO)
     hyperparams_opt.HYPERPARAMS_SAMPLER.update(
         dqfd=sample_dqfd_params,
+        sacfd=sample_sacfd_params,
+        td3fd=sample_td3fd_params,
         transformer_a2c=sample_transformer_a2c_params,
         transformer_ppo=sample_transformer_ppo_params,
     )
     hyperparams_opt.HYPERPARAMS_CONVERTER.update(
         dqfd=convert_dqfd_params,
+        sacfd=convert_sacfd_params,
+        td3fd=convert_td3fd_params,
         transformer_a2c=convert_transformer_a2c_params,
         transformer_ppo=convert_transformer_ppo_params,
     )
@@ -73,7 +84,7 @@ def register_algorithms() -> None:
 
 def algorithm_class(algo: str) -> type[BaseAlgorithm]:
     """
-    :param algo: an rl-zoo3 algorithm name (``dqfd``, ``transformer_a2c``, ``transformer_ppo``, ``dqn``, ...)
+    :param algo: an rl-zoo3 algorithm name (``dqfd``, ``sacfd``, ``td3fd``, ``transformer_a2c``, ``dqn``, ...)
     :return: its class, after :func:`register_algorithms`
     """
     from rl_zoo3.utils import ALGOS

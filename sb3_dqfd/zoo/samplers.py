@@ -1,4 +1,4 @@
-"""Optuna search spaces for DQfD, TransformerA2C and TransformerPPO, in rl-zoo3's sampler/converter convention."""
+"""Optuna search spaces for DQfD, SACfD, TD3fD, TransformerA2C and TransformerPPO (rl-zoo3's sampler/converter convention)."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +9,9 @@ if TYPE_CHECKING:  # Optuna is only needed when rl-zoo3 calls the samplers, with
 
 # Named network sizes, as rl-zoo3's samplers: a categorical over short names keeps the study readable
 NET_ARCHS: dict[str, list[int]] = {"small": [64, 64], "medium": [256, 256]}
+
+#: Network sizes of SACfD and TD3fD: ``large`` is SB3's TD3 default (and rl-zoo3's SAC/TD3 LunarLanderContinuous)
+ACTOR_CRITIC_NET_ARCHS: dict[str, list[int]] = {**NET_ARCHS, "large": [400, 300]}
 
 #: The transformer encoder's shape: sampled as raw parameters, passed in ``policy_kwargs``
 ENCODER_KEYS = ("context_len", "d_model", "n_heads", "n_layers")
@@ -78,6 +81,88 @@ def sample_dqfd_params(trial: "optuna.Trial", n_actions: int, n_envs: int, addit
         "normalize_observations": trial.suggest_categorical("normalize_observations", [False, True]),
     }
     return convert_dqfd_params(sampled)
+
+
+def convert_sacfd_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn the raw parameters of a SACfD or TD3fD trial (``trial.params``) into constructor arguments.
+
+    Every raw parameter is a constructor argument of the same name, except ``net_arch`` (a name from
+    :data:`ACTOR_CRITIC_NET_ARCHS`, becomes ``policy_kwargs``); ``gradient_steps`` follows ``train_freq`` (one
+    gradient step per environment step, as rl-zoo3's SAC and TD3 samplers).
+
+    :param sampled_params: the raw parameters, as :func:`sample_sacfd_params` or :func:`sample_td3fd_params`
+        suggest them
+    :return: the hyperparameters to pass to ``SACfD`` or ``TD3fD``
+    """
+    hyperparams = dict(sampled_params)
+    if "net_arch" in hyperparams:
+        hyperparams["policy_kwargs"] = {"net_arch": list(ACTOR_CRITIC_NET_ARCHS[hyperparams.pop("net_arch")])}
+    if "train_freq" in hyperparams:
+        hyperparams["gradient_steps"] = hyperparams["train_freq"]
+    return hyperparams
+
+
+#: rl-zoo3's name for the TD3fD converter: the same conversion as SACfD's
+convert_td3fd_params = convert_sacfd_params
+
+
+def _sample_ddpgfd(trial: "optuna.Trial") -> dict[str, Any]:
+    """
+    :param trial: the Optuna trial to sample from
+    :return: the raw parameters SACfD and TD3fD share: the off-policy knobs and the DDPGfD ones
+    """
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+        "gamma": trial.suggest_float("gamma", 0.95, 0.999),
+        "batch_size": trial.suggest_categorical("batch_size", [64, 128, 256]),
+        "tau": trial.suggest_float("tau", 0.001, 0.02, log=True),
+        "train_freq": trial.suggest_categorical("train_freq", [1, 4, 8]),
+        "learning_starts": trial.suggest_categorical("learning_starts", [0, 100, 1_000]),
+        "n_steps": trial.suggest_int("n_steps", 1, 10),
+        "n_step_coef": trial.suggest_float("n_step_coef", 0.0, 2.0),
+        "bc_coef": trial.suggest_float("bc_coef", 0.01, 10.0, log=True),
+        "q_filter": trial.suggest_categorical("q_filter", [True, False]),
+        "l2_coef": trial.suggest_float("l2_coef", 1e-7, 1e-3, log=True),
+        "pretrain_steps": trial.suggest_int("pretrain_steps", 0, 5_000, step=500),
+        "prioritized_replay": trial.suggest_categorical("prioritized_replay", [True, False]),
+        "demo_ratio": trial.suggest_categorical("demo_ratio", [None, 0.1, 0.25, 0.5]),
+        "net_arch": trial.suggest_categorical("net_arch", list(ACTOR_CRITIC_NET_ARCHS)),
+    }
+
+
+def sample_sacfd_params(trial: "optuna.Trial", n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Search space of SACfD (SAC in the DDPGfD recipe, Vecerik et al. 2017, https://arxiv.org/abs/1707.08817, with the
+    Q-filtered behaviour cloning of Nair et al. 2018, https://arxiv.org/abs/1709.10089): SAC's knobs around SB3's
+    defaults and the demonstration ones (n-step loss, BC weight, Q-filter, L2, pre-training, sampling of the
+    demonstrations). Tests check that the study can reach every shipped entry of ``hyperparams/sacfd.yml``.
+
+    :param trial: the Optuna trial to sample from
+    :param n_actions: size of the Box action space (rl-zoo3's sampler signature; unused)
+    :param n_envs: number of environments (unused)
+    :param additional_args: rl-zoo3's extra arguments (unused)
+    :return: the hyperparameters to pass to ``SACfD``
+    """
+    return convert_sacfd_params(_sample_ddpgfd(trial))
+
+
+def sample_td3fd_params(trial: "optuna.Trial", n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Search space of TD3fD: the knobs of :func:`sample_sacfd_params` and TD3's target policy smoothing and actor delay.
+
+    :param trial: the Optuna trial to sample from
+    :param n_actions: size of the Box action space (rl-zoo3's sampler signature; unused)
+    :param n_envs: number of environments (unused)
+    :param additional_args: rl-zoo3's extra arguments (unused)
+    :return: the hyperparameters to pass to ``TD3fD``
+    """
+    sampled = {
+        **_sample_ddpgfd(trial),
+        "policy_delay": trial.suggest_int("policy_delay", 1, 4),
+        "target_policy_noise": trial.suggest_float("target_policy_noise", 0.05, 0.5),
+    }
+    return convert_td3fd_params(sampled)
 
 
 def convert_transformer_a2c_params(sampled_params: dict[str, Any]) -> dict[str, Any]:

@@ -22,9 +22,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Combine
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from sb3_dqfd.common.torch_layers import default_cnn
 from sb3_dqfd.common.transformer.context import advance_context, initial_context
 from sb3_dqfd.common.transformer.type_aliases import ContextWindows, TransformerContext
-from sb3_dqfd.common.torch_layers import default_cnn
 
 # Bounds for the state-dependent log-std head, as SB3's SAC uses.
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
