@@ -1,9 +1,12 @@
 """Deep Q-learning from Demonstrations (DQfD): the algorithm class and its loss terms."""
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.utils import quantile_huber_loss
 from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
@@ -29,6 +32,7 @@ from sb3_dqfd.common.utils import flush_denormal
 from sb3_dqfd.dqfd.policies import (
     CnnPolicy,
     DQfDPolicy,
+    DuelingQNetwork,
     MlpPolicy,
     MultiInputPolicy,
     StandardizeCombinedExtractor,
@@ -154,6 +158,97 @@ def dqfd_losses(
     }
 
 
+def quantile_double_q_target(
+    rewards: th.Tensor,
+    dones: th.Tensor,
+    discounts: th.Tensor | float,
+    next_quantiles_online: th.Tensor,
+    next_quantiles_target: th.Tensor,
+) -> th.Tensor:
+    """
+    Distributional double-Q target: ``r + (1 - done) * discount * theta_target(s', a*)`` quantile by quantile, with
+    ``a* = argmax_a mean_i theta_online_i(s', a)`` chosen by the online network's mean (Q-value) and the quantiles
+    ``theta_target(s', a*)`` from the target network (QR-DQN, Dabney et al. 2018, https://arxiv.org/abs/1710.10044,
+    with van Hasselt et al.'s double-Q action selection).
+
+    As :func:`double_q_target`, the same function gives the 1-step and the n-step targets (``rewards`` the discounted
+    n-step return, ``discounts = gamma^k``, ``dones`` 1.0 where the window ended in a terminal state: no bootstrap).
+
+    :param rewards: (discounted sum of) rewards, shape ``[B, 1]``
+    :param dones: 1.0 where the window ended in a terminal state (no bootstrap), shape ``[B, 1]``
+    :param discounts: discount of the bootstrap quantiles, shape ``[B, 1]`` or a scalar
+    :param next_quantiles_online: online-network quantiles at ``s'``, shape ``[B, N, n_actions]``
+    :param next_quantiles_target: target-network quantiles at ``s'``, shape ``[B, N', n_actions]``
+    :return: the target quantiles, shape ``[B, N']``
+    """
+    n_target_quantiles = next_quantiles_target.shape[1]
+    next_actions = next_quantiles_online.mean(dim=1).argmax(dim=1)  # [B], chosen by the online net's Q-values
+    index = next_actions.view(-1, 1, 1).expand(-1, n_target_quantiles, 1)  # [B, N', 1]
+    next_quantiles = next_quantiles_target.gather(dim=2, index=index).squeeze(2)  # [B, N'], from the target net
+    return rewards + (1.0 - dones) * discounts * next_quantiles
+
+
+def quantile_huber_losses(current_quantiles: th.Tensor, target_quantiles: th.Tensor) -> th.Tensor:
+    """
+    The quantile Huber loss of each row: sb3-contrib's :func:`~sb3_contrib.common.utils.quantile_huber_loss` (kappa 1,
+    fractions ``tau_i = (2 i - 1) / (2 N)``) applied row by row (``torch.func.vmap``), averaged over the ``N x N'``
+    pairs of current and target quantiles (its ``sum_over_quantiles=False``):
+    ``mean_{i, j} |tau_i - 1{delta_ij < 0}| Huber(delta_ij)``, ``delta_ij = target_j - current_i``.
+
+    :param current_quantiles: current quantiles of the actions taken, shape ``[B, N]``
+    :param target_quantiles: target quantiles, shape ``[B, N']`` (no gradient)
+    :return: the per-row loss, shape ``[B]``
+    """
+    per_row = th.func.vmap(partial(quantile_huber_loss, sum_over_quantiles=False))
+    # Each row seen as a batch of one: [B, 1, N] -> vmap over B of [1, N]
+    return per_row(current_quantiles.unsqueeze(1), target_quantiles.unsqueeze(1))
+
+
+def dqfd_quantile_losses(
+    current_quantiles: th.Tensor,
+    actions: th.Tensor,
+    td_target: th.Tensor,
+    n_step_target: th.Tensor,
+    is_demo: th.Tensor,
+    weights: th.Tensor,
+    margin: float,
+) -> dict[str, th.Tensor]:
+    """
+    Per-sample DQfD loss terms on a distributional (quantile) head, weighted by the importance weights *before* the
+    batch mean, as :func:`dqfd_losses`: the 1-step and n-step TD terms are the rows' quantile Huber losses
+    (:func:`quantile_huber_losses`) against the distributional targets, the large-margin loss J_E is
+    :func:`large_margin_loss` on the Q-values, the means of the quantiles.
+
+    The quantile Huber loss is averaged over the quantile pairs (QR-DQN sums over the current quantiles): J_E acts on
+    the mean of the ``N`` quantiles, so a sum would weigh the TD terms ``N`` times more against J_E than the scalar
+    DQfD does; with the mean, ``n_step_coef`` and ``margin_coef`` keep their balance whatever ``N``.
+
+    :param current_quantiles: online quantiles at ``s``, shape ``[B, N, n_actions]`` (with gradient)
+    :param actions: actions taken, shape ``[B, 1]``
+    :param td_target: 1-step distributional double-Q target, shape ``[B, N]`` (no gradient)
+    :param n_step_target: n-step distributional double-Q target on the same rows, shape ``[B, N]`` (no gradient)
+    :param is_demo: 1.0 on demonstration rows, shape ``[B, 1]``
+    :param weights: importance-sampling weights, shape ``[B, 1]``
+    :param margin: the large-margin ``l``
+    :return: ``{"td": J_DQ, "n_step": J_n, "margin": J_E}`` (scalars) and ``"priorities"``: each row's 1-step quantile
+        Huber loss, shape ``[B]``, detached, for the new priorities (the distributional counterpart of ``|TD error|``)
+    """
+    batch_size, n_quantiles, _ = current_quantiles.shape
+    index = actions.long().view(-1, 1, 1).expand(-1, n_quantiles, 1)  # [B, N, 1]
+    quantiles_taken = current_quantiles.gather(dim=2, index=index).squeeze(2)  # [B, N]
+    # Both TD terms in one call: [2B, N] rows against [2B, N] targets
+    row_losses = quantile_huber_losses(quantiles_taken.repeat(2, 1), th.cat([td_target, n_step_target]))  # [2B]
+    td_loss, n_step_loss = row_losses[:batch_size], row_losses[batch_size:]  # [B] each
+    margin_loss = large_margin_loss(current_quantiles.mean(dim=1), actions, is_demo, margin)  # [B]
+    weights = weights.reshape(-1)  # [B]
+    return {
+        "td": (weights * td_loss).mean(),
+        "n_step": (weights * n_step_loss).mean(),
+        "margin": (weights * margin_loss).mean(),
+        "priorities": td_loss.detach(),
+    }
+
+
 #: Loss terms of a gradient step, in the order of :attr:`StepStatistics.loss_terms` (logged as ``train/<key>``)
 LOSS_KEYS = ("loss", "loss_td", "loss_n_step", "loss_margin", "loss_l2")
 
@@ -187,6 +282,21 @@ class DQfD(FromDemonstrations, DQN):
     Without demonstrations it runs as prioritized dueling double n-step DQN (with a warning). ``learn()`` and
     ``pretrain()`` flush denormal floats to zero in the calling thread (restored afterwards): the L2 term makes the
     weights of dead units subnormal, which made CPU updates ~4x slower (:func:`sb3_dqfd.common.utils.flush_denormal`).
+
+    Two Rainbow parts are options of the Q-network (``policy_kwargs``), alone or together, with every policy
+    (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``), dueling or not:
+
+    * ``noisy=True`` (``noisy_std_init=0.5``): factorized Gaussian NoisyNet layers in the head (Fortunato et al. 2018,
+      https://arxiv.org/abs/1706.10295). New noise for the online and the target network at every gradient step
+      (independent draws) and at every acting step; ``predict(deterministic=True)`` acts greedily with the mean
+      weights. Epsilon defaults to 0 (see ``exploration_final_eps``). The noise itself is not saved, the means and
+      standard deviations are.
+    * ``n_quantiles=N``: a quantile-regression head (QR-DQN, Dabney et al. 2018, https://arxiv.org/abs/1710.10044),
+      ``N`` quantiles per action, per quantile value and advantage with dueling. J_DQ and J_n become quantile Huber
+      losses (:func:`dqfd_quantile_losses`) against the 1-step and n-step distributional double-Q targets
+      (:func:`quantile_double_q_target`: next action by the mean of the online quantiles, quantiles of the target
+      network, ``gamma^k`` and no bootstrap at termination); J_E is the large-margin loss on the Q-values, the means
+      of the quantiles, and the new priorities are each row's 1-step quantile Huber loss. Acting uses the means.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, ...)
     :param env: The environment to learn from (if registered in Gym, can be str). Its actions must be ``Discrete``
@@ -238,13 +348,15 @@ class DQfD(FromDemonstrations, DQN):
         during ``learn()``, and every ``target_update_interval`` gradient steps during pre-training
     :param exploration_fraction: fraction of entire training period over which the exploration rate is reduced
     :param exploration_initial_eps: initial value of random action probability. ``None``: equal to
-        ``exploration_final_eps`` with demonstrations (keep the pre-trained policy), 1.0 without
-    :param exploration_final_eps: final value of random action probability (paper: 0.01)
+        ``exploration_final_eps`` with demonstrations (keep the pre-trained policy) or a noisy network, 1.0 otherwise
+    :param exploration_final_eps: final value of random action probability. ``None``: 0.01 (paper), 0 with a noisy
+        network (``policy_kwargs=dict(noisy=True)``), which explores through its noise; values you give are kept
     :param max_grad_norm: The maximum value for the gradient clipping
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation (``dueling=False`` for a plain
-        Q-network)
+        Q-network; ``noisy=True`` (and ``noisy_std_init``) for NoisyNet heads, ``n_quantiles=N`` for a distributional
+        head: see above and :class:`~sb3_dqfd.dqfd.policies.DQfDPolicy`)
     :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
     :param seed: Seed for the pseudo random generators
     :param device: Device (cpu, cuda, ...) on which the code should be run.
@@ -258,6 +370,8 @@ class DQfD(FromDemonstrations, DQN):
     }
     _loss_keys: ClassVar[tuple[str, ...]] = LOSS_KEYS
     policy: DQfDPolicy
+    q_net: DuelingQNetwork
+    q_net_target: DuelingQNetwork
 
     def __init__(
         self,
@@ -292,7 +406,7 @@ class DQfD(FromDemonstrations, DQN):
         target_update_interval: int = 1_000,
         exploration_fraction: float = 0.1,
         exploration_initial_eps: float | None = None,
-        exploration_final_eps: float = 0.01,
+        exploration_final_eps: float | None = None,
         max_grad_norm: float = 10.0,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -324,8 +438,12 @@ class DQfD(FromDemonstrations, DQN):
         if normalize_observations:
             dict_observations = env is not None and isinstance(env.observation_space, spaces.Dict)
             policy_kwargs = self._standardizing_policy_kwargs(policy_kwargs, has_demonstrations, dict_observations)
+        # A noisy network explores through its parameter noise: no epsilon-greedy on top unless asked for
+        noisy = bool((policy_kwargs or {}).get("noisy", False))
+        if exploration_final_eps is None:
+            exploration_final_eps = 0.0 if noisy else 0.01
         if exploration_initial_eps is None:
-            exploration_initial_eps = exploration_final_eps if has_demonstrations else 1.0
+            exploration_initial_eps = exploration_final_eps if has_demonstrations or noisy else 1.0
 
         super().__init__(
             policy,
@@ -478,51 +596,71 @@ class DQfD(FromDemonstrations, DQN):
         """
         One DQfD update on a prioritized batch, then new priorities for the sampled rows.
 
-        The step's only host-device transfer is the TD errors for the priorities: the loss terms stay tensors until
-        :meth:`_record` (no ``.item()`` per step, which would wait for a GPU to finish the step).
+        A noisy network draws new noise (online and target independently) before the update. The step's only
+        host-device transfer is the priorities (TD errors, or the distributional head's per-row losses): the loss terms
+        stay tensors until :meth:`_record` (no ``.item()`` per step, which would wait for a GPU to finish the step).
 
         :param batch_size: number of transitions sampled
         :param demo_only: sample demonstrations only (pre-training)
         :return: the step's statistics, for :meth:`_record`
         """
+        if self.q_net.noisy:
+            # New noise for each network at every update, drawn independently (Fortunato et al. 2018, Algorithm 1)
+            self.q_net.reset_noise()
+            self.q_net_target.reset_noise()
         data: DQfDReplayBufferSamples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env, demo_only=demo_only)
         td_target, n_step_target = self._targets(data)
         losses = self._losses(data, td_target, n_step_target)
         self._optimize(losses["loss"])
         # Indices straight from the buffer: skip update_priorities' index checks
-        self.replay_buffer._set_priorities(data.indices, losses["td_errors"].cpu().numpy())
+        self.replay_buffer._set_priorities(data.indices, losses["priorities"].cpu().numpy())
         return self._step_statistics(data, losses)
 
     def _targets(self, data: DQfDReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         """
         :param data: the sampled batch of B rows
-        :return: the 1-step and the n-step double-Q targets of the rows, each ``[B, 1]``, without gradient
+        :return: the 1-step and the n-step double-Q targets of the rows, each ``[B, 1]`` (:func:`double_q_target`), or
+            with a distributional head their target quantiles, each ``[B, N]`` (:func:`quantile_double_q_target`);
+            without gradient
         """
         batch_size = len(data.indices)
+        target: Callable[[th.Tensor, th.Tensor, th.Tensor | float, th.Tensor, th.Tensor], th.Tensor]
         with th.no_grad():
             # One forward pass per network over both bootstrap observations: s' (1-step) and s_{t+k} (n-step)
             next_obs = _concatenated(data.next_observations, data.n_step_next_observations)  # [2B, *obs_shape]
-            next_q_online = self.q_net(next_obs)  # [2B, n_actions]
-            next_q_target = self.q_net_target(next_obs)  # [2B, n_actions]
-            td_target = double_q_target(
-                data.rewards, data.dones, self.gamma, next_q_online[:batch_size], next_q_target[:batch_size]
-            )
-            n_step_target = double_q_target(
+            if self.q_net.n_quantiles is None:
+                target = double_q_target
+                next_online = self.q_net(next_obs)  # [2B, n_actions]
+                next_target = self.q_net_target(next_obs)  # [2B, n_actions]
+            else:
+                target = quantile_double_q_target
+                next_online = self.q_net.quantiles(next_obs)  # [2B, N, n_actions]
+                next_target = self.q_net_target.quantiles(next_obs)  # [2B, N, n_actions]
+            td_target = target(data.rewards, data.dones, self.gamma, next_online[:batch_size], next_target[:batch_size])
+            n_step_target = target(
                 data.n_step_returns,
                 data.n_step_dones,
                 data.n_step_discounts,
-                next_q_online[batch_size:],
-                next_q_target[batch_size:],
+                next_online[batch_size:],
+                next_target[batch_size:],
             )
         return td_target, n_step_target
 
     def _losses(self, data: DQfDReplayBufferSamples, td_target: th.Tensor, n_step_target: th.Tensor) -> dict[str, th.Tensor]:
         """
-        :return: the terms of :func:`dqfd_losses`, ``"loss"`` = J_DQ + lambda_1 J_n + lambda_2 J_E (with gradient) and
-            ``"l2"`` = J_L2 (for the logs)
+        :return: the terms of :func:`dqfd_losses` (:func:`dqfd_quantile_losses` with a distributional head),
+            ``"loss"`` = J_DQ + lambda_1 J_n + lambda_2 J_E (with gradient), ``"priorities"`` (the rows' new
+            priorities before the bonus, ``[B]``) and ``"l2"`` = J_L2 (for the logs)
         """
-        current_q = self.q_net(data.observations)  # [B, n_actions]
-        losses = dqfd_losses(current_q, data.actions, td_target, n_step_target, data.is_demo, data.weights, self.margin)
+        if self.q_net.n_quantiles is None:
+            current_q = self.q_net(data.observations)  # [B, n_actions]
+            losses = dqfd_losses(current_q, data.actions, td_target, n_step_target, data.is_demo, data.weights, self.margin)
+            losses["priorities"] = losses["td_errors"]
+        else:
+            current_quantiles = self.q_net.quantiles(data.observations)  # [B, N, n_actions]
+            losses = dqfd_quantile_losses(
+                current_quantiles, data.actions, td_target, n_step_target, data.is_demo, data.weights, self.margin
+            )
         # J = J_DQ + lambda_1 J_n + lambda_2 J_E + lambda_3 J_L2. The gradient of lambda_3 J_L2, 2 lambda_3 theta, is
         # added to the gradients in one fused op by _optimize: the same update as back-propagating the term (and as
         # Adam weight_decay = 2 lambda_3), without a graph over every parameter. Its value is computed for logging only.
