@@ -8,7 +8,11 @@ and losses, backward, optimizer, priority update, statistics and logging) at ``[
 
 Per task and seed: record expert demonstrations, pre-train DQfD and evaluate it (10 deterministic episodes, 20 on
 MountainCar) right after pre-training and every 2,500 environment steps; train DQN with rl-zoo3's hyperparameters
-on the same budget and evaluation schedule. Medians over seeds; JSON and PNG in ``benchmarks/results/``.
+on the same budget and evaluation schedule. Medians over seeds; JSON and PNG in ``benchmarks/results/`` (or
+``--output-dir``). Each task also reports DQfD's retention of its pre-trained policy: the lowest evaluation after
+pre-training over the pre-trained one, both measured from the task's return floor (-200 on MountainCar, 0 elsewhere);
+the goal is at least 0.9 in the median seed (``criteria``: ``retention_per_seed``, ``median_retention``,
+``retention_at_least_0_9``).
 
 Small default budget (a few minutes on 2 cores)::
 
@@ -54,6 +58,7 @@ from torch.nn import functional as F
 
 from sb3_dqfd.common.demonstrations import Demonstrations, record_demonstrations
 from sb3_dqfd.common.experiment import (
+    RETURN_FLOORS,
     ZOO_DQN_HYPERPARAMS,
     LearningCurve,
     format_table,
@@ -79,6 +84,9 @@ TASKS: dict[str, dict[str, Any]] = {
 }
 EVAL_FREQ = 2_500
 DQN_LABEL = "DQN (rl-zoo3)"
+#: The retention goal (:meth:`LearningCurve.retention`, from the task's return floor) of DQfD's median seed: no
+#: evaluation after pre-training below 90% of the pre-trained policy's return
+RETENTION_GOAL = 0.9
 # rl-zoo3's budgets for its tuned DQN (n_timesteps in rl_zoo3/hyperparams/dqn.yml, next to ZOO_DQN_HYPERPARAMS)
 ZOO_DQN_BUDGETS = {"CartPole-v1": 50_000, "MountainCar-v0": 120_000, "LunarLander-v3": 100_000}
 
@@ -195,11 +203,25 @@ def run_task(
 
 
 def criteria(env_id: str, curves: list[LearningCurve], extra: dict[str, Any]) -> dict[str, Any]:
-    """The task's success criteria for DQfD, evaluated on the curves (all evaluations after pre-training)."""
+    """
+    The task's success criteria for DQfD, evaluated on the curves (all evaluations after pre-training), and on every
+    task the retention of the pre-trained policy (:meth:`LearningCurve.retention` from the task's return floor
+    :data:`RETURN_FLOORS`): per seed, the median over seeds and whether it reaches :data:`RETENTION_GOAL`.
+    """
     threshold = TASKS[env_id]["threshold"]
     runs = [curve for curve in curves if curve.label == "DQfD"]
     shares = [run.share_at_or_above(threshold) for run in runs]
-    result: dict[str, Any] = {"share_of_evals_at_threshold_per_seed": shares}
+    retention = [run.retention(RETURN_FLOORS.get(env_id, 0.0)) for run in runs]
+    measured = [value for value in retention if value is not None]
+    # None when a run has no retention (not pre-trained, no evaluation after it, or pre-trained at the floor)
+    median_retention = float(np.median(measured)) if measured and len(measured) == len(retention) else None
+    result: dict[str, Any] = {
+        "share_of_evals_at_threshold_per_seed": shares,
+        "return_floor": RETURN_FLOORS.get(env_id, 0.0),
+        "retention_per_seed": retention,
+        "median_retention": median_retention,
+        "retention_at_least_0_9": median_retention is not None and median_retention >= RETENTION_GOAL,
+    }
     if env_id == "CartPole-v1":
         median_run = runs[int(np.argsort(shares)[len(shares) // 2])]
         result["every_seed_at_least_90pct"] = all(share >= 0.9 for share in shares)
@@ -448,7 +470,7 @@ def time_to_threshold_summary(
     then an upper bound, ``ratio_at_most``. ``cpu_shares``: the share of a core each (label, seed) run had.
     """
     threshold = TASKS[env_id]["threshold"]
-    summary: dict[str, Any] = {"threshold": threshold, "rows": summarize(curves, threshold)}
+    summary: dict[str, Any] = {"threshold": threshold, "rows": summarize(curves, threshold, RETURN_FLOORS.get(env_id, 0.0))}
     medians: dict[str, float | None] = {}
     for label in ("DQfD", DQN_LABEL):
         runs = sorted((curve for curve in curves if curve.label == label), key=lambda curve: curve.seed)
@@ -554,7 +576,12 @@ def plot_time_to_threshold(runs: list[tuple[str, LearningCurve]], path: Path) ->
 
 
 def run_time_to_threshold(
-    env_ids: list[str], seeds: list[int], jobs: int, report: dict[str, Any], name: str = "dqfd_time_to_threshold"
+    env_ids: list[str],
+    seeds: list[int],
+    jobs: int,
+    report: dict[str, Any],
+    name: str = "dqfd_time_to_threshold",
+    results: Path = RESULTS,
 ) -> dict[str, dict[str, Any]]:
     """
     DQfD (shipped settings and budget) and DQN (rl-zoo3's settings and budget) on each task and seed, each run stopping
@@ -604,14 +631,14 @@ def run_time_to_threshold(
             plot_time_to_threshold(tagged, path.with_suffix(".png"))
         return summaries
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    partial_path = RESULTS / f"{name}.partial.json"
+    results.mkdir(parents=True, exist_ok=True)
+    partial_path = results / f"{name}.partial.json"
 
     def save_partial(finished: list[tuple[LearningCurve, dict[str, Any]]]) -> None:
         write(finished, partial_path, complete=False)
 
-    results = run_in_processes(run_one, runs, jobs, on_result=save_partial)
-    summaries = write(results, RESULTS / f"{name}.json", True)
+    finished = run_in_processes(run_one, runs, jobs, on_result=save_partial)
+    summaries = write(finished, results / f"{name}.json", True)
     partial_path.unlink(missing_ok=True)
     return summaries
 
@@ -644,6 +671,18 @@ def main() -> None:
         "(e.g. target_update_interval=2000 learning_rate=lin_3e-4); the report records them",
     )
     parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=RESULTS,
+        help="where the JSON and PNG go (default: benchmarks/results, whose files are the README's numbers: "
+        "give another folder for experiments)",
+    )
+    parser.add_argument(
+        "--no-breakdown",
+        action="store_true",
+        help="skip the gradient-step breakdown that every mode starts with (its JSON entry is then empty)",
+    )
+    parser.add_argument(
         "--cost-net-arch",
         type=int,
         nargs="+",
@@ -665,6 +704,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.breakdown_only and args.no_breakdown:
+        parser.error("--breakdown-only and --no-breakdown exclude each other")
     if args.time_to_threshold and (args.set or args.no_dqn or args.timesteps or args.full):
         parser.error("--time-to-threshold: shipped settings on rl-zoo3's budgets, not with --set/--no-dqn/--timesteps/--full")
     overrides = parse_overrides(parser, args.set)
@@ -676,11 +717,12 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, torch threads 1, shared 2-core machine",
     }
     net_archs: list[tuple[int, ...]] = [tuple(args.cost_net_arch)] if args.cost_net_arch else [(64, 64), (256, 256)]
-    breakdowns = run_breakdowns(net_archs)
+    results: Path = args.output_dir
+    breakdowns = [] if args.no_breakdown else run_breakdowns(net_archs)
     report["gradient_step_breakdown"] = breakdowns
     if args.breakdown_only:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "dqfd_step_breakdown.json").write_text(json.dumps(report, indent=2))
+        results.mkdir(parents=True, exist_ok=True)
+        (results / "dqfd_step_breakdown.json").write_text(json.dumps(report, indent=2))
         return
     if args.time_to_threshold:
         # A run on some of the tasks never overwrites the results of all three
@@ -688,10 +730,10 @@ def main() -> None:
         name = "dqfd_time_to_threshold"
         if envs != list(TASKS):
             name += "".join(f"_{env_shortname(env_id)}" for env_id in envs)
-        summaries = run_time_to_threshold(envs, list(range(args.seeds)), args.jobs, report, name)
+        summaries = run_time_to_threshold(envs, list(range(args.seeds)), args.jobs, report, name, results)
         print("\n" + format_time_to_threshold(summaries), flush=True)
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
     suffix = "full" if args.full else "small"
     for env_id in args.envs:
         task = TASKS[env_id]
@@ -701,15 +743,15 @@ def main() -> None:
         hyperparameters = shipped_hyperparameters(DQfD, env_id) | overrides
         # Runs with --set never overwrite the results of the shipped settings
         name = f"dqfd_{env_shortname(env_id)}_{suffix}" + ("_custom" if overrides else "")
-        partial = RESULTS / f"{name}.partial.json"
+        partial = results / f"{name}.partial.json"
         curves, extra = run_task(env_id, seeds, budget, not args.no_dqn, args.jobs, hyperparameters, partial)
-        rows = summarize(curves, task["threshold"])
+        rows = summarize(curves, task["threshold"], RETURN_FLOORS.get(env_id, 0.0))
         print(f"\n{env_id}, {budget:,} steps, {args.seeds} seeds\n{format_table(rows, task['threshold'])}", flush=True)
         checks = criteria(env_id, curves, extra)
         print(json.dumps(checks), flush=True)
         plot_curves(
             curves,
-            RESULTS / f"{name}.png",
+            results / f"{name}.png",
             f"{env_id}: DQfD (hyperparams/dqfd.yml) vs DQN (rl-zoo3)",
             task["threshold"],
         )
@@ -723,7 +765,7 @@ def main() -> None:
             "extra": extra,
         }
         report[env_id]["curves"] = [curve.__dict__ for curve in curves]
-        (RESULTS / f"{name}.json").write_text(json.dumps(report[env_id] | {"gradient_step_breakdown": breakdowns}, indent=2))
+        (results / f"{name}.json").write_text(json.dumps(report[env_id] | {"gradient_step_breakdown": breakdowns}, indent=2))
         partial.unlink(missing_ok=True)
 
 

@@ -2,6 +2,7 @@
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -33,6 +34,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
 from sb3_dqfd.common.demonstrations import Demonstrations, load_demonstrations, record_demonstrations, save_demonstrations
 from sb3_dqfd.common.experiment import (
+    RETURN_FLOORS,
     ZOO_DQN_HYPERPARAMS,
     LearningCurve,
     format_table,
@@ -44,14 +46,20 @@ from sb3_dqfd.common.experiment import (
 from sb3_dqfd.common.experts import get_expert
 from sb3_dqfd.common.hyperparams import load_hyperparameters, shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
+from sb3_dqfd.sacfd import SACfD
+from sb3_dqfd.td3fd import TD3fD
 from sb3_dqfd.transformer_a2c import TransformerA2C
+from sb3_dqfd.transformer_ppo import TransformerPPO
 from sb3_dqfd.wrappers import PRESETS
 from sb3_dqfd.zoo.command import add_tune_subcommand
 from sb3_dqfd.zoo.registration import ZOO_KEYS
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "dqfd": DQfD,
+    "sacfd": SACfD,
+    "td3fd": TD3fD,
     "transformer-a2c": TransformerA2C,
+    "transformer-ppo": TransformerPPO,
     "a2c": A2C,
     "ppo": PPO,
     "dqn": DQN,
@@ -62,7 +70,9 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "trpo": TRPO,
     "recurrent-ppo": RecurrentPPO,
 }
-TRAINABLE = ("dqfd", "transformer-a2c")
+TRAINABLE = ("dqfd", "sacfd", "td3fd", "transformer-a2c", "transformer-ppo")
+#: The algorithms of ``train`` that learn from demonstrations (``--demos``, ``--pretrain-steps``)
+FROM_DEMONSTRATIONS = ("dqfd", "sacfd", "td3fd")
 PROG = "sb3-dqfd"
 #: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
 EXIT_INTERRUPTED = 130
@@ -124,6 +134,32 @@ class EnvSettings:
     frame_stack: int | None = None
 
 
+def _check_video_support() -> None:
+    """Refuse ``--video`` before any work when MP4s cannot be written (gymnasium's ``RecordVideo`` needs MoviePy)."""
+    if importlib.util.find_spec("moviepy") is None:
+        raise UsageError('--video writes MP4 files with MoviePy: pip install "sb3-dqfd[video]" (or moviepy)')
+
+
+def with_video(settings: EnvSettings, video_folder: str, n_episodes: int) -> EnvSettings:
+    """
+    :param settings: how to build the environments
+    :param video_folder: where gymnasium's ``RecordVideo`` writes one MP4 per episode (``rl-video-episode-<i>.mp4``)
+    :param n_episodes: record the first ``n_episodes`` episodes of each environment (not the one a VecEnv starts by
+        itself after the last)
+    :return: the same settings, each environment rendering ``rgb_array`` frames and recording every episode, after its
+        own wrapper (what a person sees is the env, not what the agent gets after ``VecNormalize``/``VecFrameStack``)
+    """
+    inner = settings.wrapper_class
+
+    def record(env: gym.Env) -> gym.Env:
+        return gym.wrappers.RecordVideo(
+            inner(env) if inner is not None else env, video_folder, episode_trigger=lambda episode: episode < n_episodes
+        )
+
+    env_kwargs = {**(settings.env_kwargs or {}), "render_mode": "rgb_array"}
+    return dataclasses.replace(settings, env_kwargs=env_kwargs, wrapper_class=record)
+
+
 def _register_zoo_envs(env_id: str) -> None:
     """Register rl-zoo3's extra environments (CartPoleNoVel-v1, ...) when ``env_id`` is not known and rl-zoo3 is installed."""
     if env_id not in gym.registry:
@@ -141,7 +177,7 @@ def make_env(
     :param seed: seed of the first environment (the others get ``seed + i``)
     :param domain_randomization: name of a preset from :data:`sb3_dqfd.wrappers.PRESETS`
     :param settings: the keyword arguments and wrapper of each environment (its ``VecEnv`` wrappers are left to
-        :func:`make_train_envs`)
+        :func:`make_train_envs`); with ``domain_randomization`` its wrapper goes outside the preset's
     :return: the vectorized, monitored environment
     """
     _register_zoo_envs(env_id)
@@ -150,7 +186,7 @@ def make_env(
     if domain_randomization is not None:
         if domain_randomization not in PRESETS:
             raise UsageError(f"unknown domain randomization preset {domain_randomization!r} (known: {sorted(PRESETS)})")
-        wrapper = PRESETS[domain_randomization]
+        wrapper = _chained(PRESETS[domain_randomization], settings.wrapper_class)
     return make_vec_env(
         env_id,
         n_envs=n_envs,
@@ -159,6 +195,13 @@ def make_env(
         env_kwargs=settings.env_kwargs,
         monitor_kwargs=settings.monitor_kwargs,
     )
+
+
+def _chained(inner: Callable[[gym.Env], gym.Env], outer: Callable[[gym.Env], gym.Env] | None) -> Callable[[gym.Env], gym.Env]:
+    """:return: a wrapper that applies ``inner``, then ``outer`` (if any)"""
+    if outer is None:
+        return inner
+    return lambda env: outer(inner(env))
 
 
 def make_train_envs(env_id: str, n_envs: int, seed: int, settings: EnvSettings) -> tuple[VecEnv, VecEnv]:
@@ -299,12 +342,21 @@ def _recording_settings(path: str, env_id: str) -> EnvSettings:
     """
     :param path: the ``--hyperparams`` file
     :param env_id: the environment whose entry to read
-    :return: how ``train dqfd --hyperparams path`` builds its environments (the entry's other keys are ignored)
+    :return: how ``train <algo> --hyperparams path`` builds its environments (the entry's other keys are ignored)
     """
     where = f"{path} [{env_id}]"
-    # Read as train dqfd reads it (demonstrations are for DQfD): keys it does not know are refused
-    hyperparams = load_hyperparameters(path, env_id, DQfD, extra_keys=ZOO_KEYS)
-    zoo_command = f"python -m sb3_dqfd.zoo train --algo dqfd --env {env_id} --conf-file {path}"
+    # Read as train reads it for the algorithm the entry is for (demonstrations are for dqfd, sacfd, td3fd): keys that
+    # none of them knows are refused, with DQfD's message
+    errors = []
+    for algo in FROM_DEMONSTRATIONS:
+        try:
+            hyperparams = load_hyperparameters(path, env_id, ALGORITHMS[algo], extra_keys=ZOO_KEYS)
+            break
+        except ValueError as error:
+            errors.append(error)
+    else:
+        raise errors[0]
+    zoo_command = f"python -m sb3_dqfd.zoo train --algo {algo} --env {env_id} --conf-file {path}"
     # The keys that build the env; as in train, _env_settings refuses vec_env_wrapper
     env_keys = {*ENV_KEYS, "vec_env_wrapper"}
     settings = _env_settings({key: value for key, value in hyperparams.items() if key in env_keys}, where, zoo_command)
@@ -323,9 +375,17 @@ def _recording_env(args: argparse.Namespace) -> tuple[gym.Env | VecEnv, str]:
         ``gym.make(--env)`` (episode ``i`` reset with ``seed + i``); otherwise the training VecEnv ``train`` builds
         from the same entry and ``--n-envs`` (seeded once: env ``i`` with ``seed + i``)
     """
+    if args.video is not None and args.n_envs != 1:
+        raise UsageError("--video records one environment: use --n-envs 1")
     if args.hyperparams is None and args.n_envs == 1:
-        return gym.make(args.env), args.env
+        if args.video is None:
+            return gym.make(args.env), args.env
+        return gym.wrappers.RecordVideo(
+            gym.make(args.env, render_mode="rgb_array"), args.video, episode_trigger=lambda episode: True
+        ), args.env
     settings = EnvSettings() if args.hyperparams is None else _recording_settings(args.hyperparams, args.env)
+    if args.video is not None:
+        settings = with_video(settings, args.video, args.episodes)
     env, eval_env = make_train_envs(args.env, args.n_envs, args.seed, settings)
     eval_env.close()  # train's evaluation env, built alongside
     return env, args.env if args.hyperparams is None else f"{args.env} built from {args.hyperparams}"
@@ -335,6 +395,8 @@ def cmd_record(args: argparse.Namespace) -> None:
     """Record demonstrations from a built-in expert or a saved SB3 model and write them as ``.npz``."""
     _register_zoo_envs(args.env)
     gym.spec(args.env)  # an unknown or retired env id first (gymnasium names the current version), not "no expert"
+    if args.video is not None:
+        _check_video_support()
     env, env_name = _recording_env(args)
     with contextlib.closing(env):
         expert = _recording_expert(args, env, env_name)
@@ -346,10 +408,10 @@ def cmd_record(args: argparse.Namespace) -> None:
 
 def _check_train_options(args: argparse.Namespace) -> None:
     """Refuse the options of ``train`` that do not apply, before any work."""
-    if args.algo != "dqfd" and args.demos is not None:
-        raise UsageError(f"--demos is a DQfD option; {args.algo} does not learn from demonstrations")
-    if args.algo != "dqfd" and args.pretrain_steps is not None:
-        raise UsageError(f"--pretrain-steps is a DQfD option; {args.algo} does not pre-train")
+    if args.algo not in FROM_DEMONSTRATIONS and args.demos is not None:
+        raise UsageError(f"--demos is an option of dqfd, sacfd and td3fd; {args.algo} does not learn from demonstrations")
+    if args.algo not in FROM_DEMONSTRATIONS and args.pretrain_steps is not None:
+        raise UsageError(f"--pretrain-steps is an option of dqfd, sacfd and td3fd; {args.algo} does not pre-train")
     if args.tensorboard_log is not None and importlib.util.find_spec("tensorboard") is None:
         raise UsageError("--tensorboard-log needs TensorBoard: pip install tensorboard (or sb3-dqfd[all])")
 
@@ -432,11 +494,13 @@ def _build_model(args: argparse.Namespace, env: VecEnv, hyperparams: dict[str, A
     policy = hyperparams.pop("policy", "MlpPolicy")
     if isinstance(policy, str) and "." in policy:  # rl-zoo3 imports a policy named by its module
         policy = _zoo_import("policy", policy, where)
-    if args.algo == "dqfd":
+    if args.algo in FROM_DEMONSTRATIONS:
         spec = args.demos or hyperparams.pop("demonstrations", None)
         if spec is None:
-            raise UsageError("train dqfd needs --demos (a file or expert:N), or a demonstrations path in --hyperparams")
-        # DQfD loads them against the env built from the entry (frame stacks, wrappers), single frames included
+            raise UsageError(
+                f"train {args.algo} needs --demos (a file or expert:N), or a demonstrations path in --hyperparams"
+            )
+        # The algorithm loads them against the env built from the entry (frame stacks, wrappers), single frames included
         hyperparams["demonstrations"] = str(spec)
         if args.pretrain_steps is not None:
             hyperparams["pretrain_steps"] = args.pretrain_steps
@@ -537,7 +601,8 @@ def _report_interrupt(model: BaseAlgorithm, total_timesteps: int, files: list[Pa
 
 def cmd_train(args: argparse.Namespace) -> int:
     """
-    Train DQfD or TransformerA2C with periodic evaluation; save the model, a learning-curve PNG and a JSON.
+    Train DQfD, SACfD, TD3fD, TransformerA2C or TransformerPPO with periodic evaluation; save the model, a
+    learning-curve PNG and a JSON.
 
     Ctrl-C saves the model and, when it stops the interaction, the curve so far (see :class:`_StopOnCtrlC`).
 
@@ -596,7 +661,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     it if any.
     """
     json_path = _prepare_json(args.json)
-    env = make_env(args.env, 1, args.seed, args.domain_randomization)
+    settings = EnvSettings()
+    if args.video is not None:
+        _check_video_support()
+        settings = with_video(settings, args.video, args.episodes)
+    env = make_env(args.env, 1, args.seed, args.domain_randomization, settings)
     statistics = Path(args.model).parent / VECNORMALIZE_FILE
     normalized = statistics.is_file()
     if normalized:
@@ -622,6 +691,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2))
+    if args.video is not None:
+        env.close()  # RecordVideo writes the last episode's file on close
+        print(f"Videos: {len(list(Path(args.video).glob('*.mp4')))} MP4 files in {args.video}")
 
 
 def compare(
@@ -639,7 +711,9 @@ def compare(
     DQfD vs rl-zoo3's tuned DQN vs DQfD's pre-training alone, side by side on one environment over several seeds.
 
     DQfD uses the package's hyperparameters for ``env_id`` (:func:`~sb3_dqfd.shipped_hyperparameters`), as DQN uses
-    rl-zoo3's.
+    rl-zoo3's. The table, the JSON (``retention``) and the printout give DQfD's retention of its pre-trained policy
+    per seed and its median: the lowest evaluation after pre-training over the pre-trained one, both measured from
+    the task's return floor (:data:`~sb3_dqfd.common.experiment.RETURN_FLOORS`, 0 where not listed).
 
     :param env_id: the environment id
     :param demos_spec: the demonstrations, as ``--demos`` takes them
@@ -670,14 +744,47 @@ def compare(
         curves.append(train_with_curve(dqn, label, seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar))
     stem = Path(output_dir) / f"compare_{env_id}"
     threshold = gym.spec(env_id).reward_threshold
-    table = format_table(summarize(curves, threshold), threshold)
+    return_floor = RETURN_FLOORS.get(env_id, 0.0)
+    rows = summarize(curves, threshold, return_floor)
+    table = format_table(rows, threshold)
     plot_curves(curves, f"{stem}.png", f"DQfD vs DQN on {env_id} ({demos_spec})", threshold)
-    Path(f"{stem}.md").write_text(table + "\n")
+    retention = _retention(curves, rows, return_floor)
+    Path(f"{stem}.md").write_text(f"{table}\n\n{_describe_retention(retention)}\n")
     metadata = {"command": sys.argv, "env": env_id, "demos": demos_spec, "seeds": list(seeds), "machine": _machine()}
-    save_results(f"{stem}.json", curves, metadata)
+    save_results(f"{stem}.json", curves, metadata | {"summary": rows, "retention": retention})
     print(table)
+    print(_describe_retention(retention))
     print(f"Table: {stem}.md  plot: {stem}.png  results: {stem}.json")
     return curves
+
+
+def _retention(curves: Sequence[LearningCurve], rows: Sequence[dict[str, Any]], return_floor: float) -> dict[str, Any]:
+    """
+    :param curves: the curves of :func:`compare`
+    :param rows: their :func:`~sb3_dqfd.common.experiment.summarize` rows
+    :param return_floor: the return that counts as nothing kept
+    :return: DQfD's retention of its pre-trained policy, per seed (``{seed: value}``, JSON keys are strings) and the
+        median over seeds (the table's), with the floor it is measured from
+    """
+    return {
+        "return_floor": return_floor,
+        "per_seed": {str(curve.seed): curve.retention(return_floor) for curve in curves if curve.label == "DQfD"},
+        "median": next(row["median_retention"] for row in rows if row["method"] == "DQfD"),
+    }
+
+
+def _describe_retention(retention: dict[str, Any]) -> str:
+    """:return: one line for the table's reader: what the retention column of DQfD is, per seed and median"""
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    per_seed = ", ".join(f"seed {seed} {fmt(value)}" for seed, value in retention["per_seed"].items())
+    return (
+        f"DQfD retention (lowest evaluation after pre-training / the pre-trained one, both from a return floor of "
+        f"{retention['return_floor']:g}): {per_seed}; median {fmt(retention['median'])} (1.0: never below the "
+        "pre-trained policy)"
+    )
 
 
 def _teacher(demos: Demonstrations, seed: int, timesteps: int) -> LearningCurve:
@@ -735,6 +842,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     LunarLander shows within a few minutes what demonstrations buy: DQfD lands from its first evaluation on, where
     rl-zoo3's tuned DQN needs ~90k steps. (MountainCar, where DQfD beats its teacher, takes 20k-30k steps: see README.)
+    Its table is :func:`compare`'s, with DQfD's retention of the pre-trained policy (the lowest evaluation after
+    pre-training over the one right after it; LunarLander's return floor is 0).
     """
     compare("LunarLander-v3", "expert:20", args.timesteps, args.seeds, args.eval_freq, 10, args.output_dir,
             args.progress_bar, _dqfd_overrides(args))  # fmt: skip
@@ -782,24 +891,35 @@ def build_parser() -> argparse.ArgumentParser:
         "(env_kwargs, env_wrapper, frame_stack, monitor_kwargs; normalize is refused; other keys are ignored)",
     )
     record.add_argument("--output", required=True, help="the .npz file to write")
+    record.add_argument("--video", metavar="DIR", help="write an MP4 of every recorded episode to DIR (needs moviepy)")
     record.set_defaults(func=cmd_record)
 
     train = commands.add_parser(
         "train",
-        help="train DQfD or TransformerA2C with periodic evaluation",
-        description="Train DQfD or TransformerA2C with periodic evaluation; write the model, a learning-curve PNG and "
+        help="train DQfD, SACfD, TD3fD, TransformerA2C or TransformerPPO with periodic evaluation",
+        description="Train DQfD, SACfD, TD3fD, TransformerA2C or TransformerPPO with periodic evaluation; write the "
+        "model, a learning-curve PNG and "
         "results.json to --output-dir. Ctrl-C stops the run and saves the model and the curve so far (exit status 130).",
     )
-    train.add_argument("algo", type=algorithm_name, choices=TRAINABLE, help="dqfd or transformer-a2c (or transformer_a2c)")
+    train.add_argument(
+        "algo",
+        type=algorithm_name,
+        choices=TRAINABLE,
+        help="dqfd, sacfd, td3fd, transformer-a2c or transformer-ppo (or transformer_a2c, transformer_ppo)",
+    )
     train.add_argument("--env", required=True, help="environment id, e.g. CartPole-v1")
-    train.add_argument("--demos", help=f"DQfD's {DEMOS_HELP} (default: the demonstrations path of --hyperparams)")
+    train.add_argument(
+        "--demos", help=f"dqfd, sacfd and td3fd: {DEMOS_HELP} (default: the demonstrations path of --hyperparams)"
+    )
     train.add_argument(
         "--hyperparams",
         help="rl-zoo3 style YAML file {env_id: {name: value}}: constructor arguments, n_timesteps, n_envs, policy, "
         "env_kwargs, env_wrapper, frame_stack, normalize (VecNormalize, saved as vecnormalize.pkl), monitor_kwargs",
     )
     train.add_argument(
-        "--pretrain-steps", type=non_negative_int, help="DQfD pre-training updates (default: the YAML's, else DQfD's)"
+        "--pretrain-steps",
+        type=non_negative_int,
+        help="pre-training updates of dqfd, sacfd and td3fd (default: the YAML's, else the algorithm's)",
     )
     train.add_argument(
         "--timesteps", type=positive_int, help="environment steps (default: n_timesteps of the YAML, else 50,000)"
@@ -831,6 +951,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--domain-randomization", help=f"evaluate under a preset: {', '.join(sorted(PRESETS))}")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy policy")
     evaluate.add_argument("--json", help="also write the result to this JSON file")
+    evaluate.add_argument("--video", metavar="DIR", help="write an MP4 of every evaluated episode to DIR (needs moviepy)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     comparison = commands.add_parser("compare", help="DQfD vs tuned DQN vs pre-training only, over seeds")

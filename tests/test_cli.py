@@ -128,6 +128,60 @@ def test_compare_writes_table_plot_and_json(tmp_path, capsys):
     assert "| method |" in capsys.readouterr().out
 
 
+def test_compare_reports_dqfds_retention_from_the_tasks_return_floor(tmp_path, monkeypatch, capsys):
+    # A floor for CartPole that changes the ratio; cli reads the same dict as the experiment module
+    monkeypatch.setitem(cli.RETURN_FLOORS, "CartPole-v1", -100.0)
+    floors: list[float] = []
+    real_summarize = cli.summarize
+
+    def summarize(curves, threshold, return_floor=0.0):
+        floors.append(return_floor)
+        return real_summarize(curves, threshold, return_floor)
+
+    monkeypatch.setattr(cli, "summarize", summarize)
+    argv = ["compare", "--env", "CartPole-v1", "--demos", "expert:1", "--timesteps", "200", "--seeds", "0", "1"]
+    argv += ["--pretrain-steps", "50", "--eval-freq", "100", "--eval-episodes", "1", "--output-dir", str(tmp_path)]
+    assert run(*argv) == 0
+    assert floors == [-100.0]
+    saved = json.loads((tmp_path / "compare_CartPole-v1.json").read_text())
+    dqfd = {curve["seed"]: curve["mean_returns"] for curve in saved["curves"] if curve["label"] == "DQfD"}
+    expected = {str(seed): (min(returns[1:]) + 100.0) / (returns[0] + 100.0) for seed, returns in dqfd.items()}
+    retention = saved["metadata"]["retention"]
+    assert retention["return_floor"] == -100.0
+    assert retention["per_seed"] == pytest.approx(expected)
+    assert retention["median"] == pytest.approx(float(np.median(list(expected.values()))))
+    assert next(row for row in saved["metadata"]["summary"] if row["method"] == "DQfD")["median_retention"] == (
+        pytest.approx(retention["median"])
+    )
+    table = (tmp_path / "compare_CartPole-v1.md").read_text()
+    assert "retention (lowest eval after pre-training / pre-trained)" in table
+    dqfd_row = next(line for line in table.splitlines() if line.startswith("| DQfD |"))
+    assert f"| {retention['median']:.2f} |" in dqfd_row
+    # Only DQfD is pre-trained: the teacher, the pre-training-only line and DQN have no retention
+    rows = [line for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert len(rows) == 4
+    for line in rows:
+        if not line.startswith("| DQfD |"):
+            assert line.split(" | ")[-3] == "-", line
+    printed = capsys.readouterr().out
+    assert "DQfD retention" in printed and "return floor of -100" in printed and "seed 1 " in printed
+
+
+def test_demo_compares_on_lunarlander_with_the_retention_column(tmp_path, monkeypatch):
+    seen: dict[str, Any] = {}
+
+    def compare(env_id, demos_spec, timesteps, seeds, eval_freq, eval_episodes, output_dir, progress_bar, dqfd_kwargs):
+        seen.update(env_id=env_id, demos=demos_spec, timesteps=timesteps, seeds=seeds, pretrain=dqfd_kwargs)
+
+    monkeypatch.setattr(cli, "compare", compare)
+    assert run("demo", "--output-dir", str(tmp_path)) == 0
+    assert seen == dict(
+        env_id="LunarLander-v3", demos="expert:20", timesteps=6_000, seeds=[0], pretrain={"pretrain_steps": 1_500}
+    )
+    # compare's table (tested above) is the one make demo prints; LunarLander's floor is 0
+    assert cli.RETURN_FLOORS.get("LunarLander-v3", 0.0) == 0.0
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -64,7 +64,8 @@ def test_argparse_errors_are_one_line_too(capsys):
 def test_transformer_a2c_refuses_demonstrations(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     argv = ["train", "transformer-a2c", "--env", "CartPole-v1", "--demos", "expert:1", *TINY]
-    assert_one_line_error(argv, "--demos is a DQfD option; transformer-a2c does not learn from demonstrations", capsys)
+    message = "--demos is an option of dqfd, sacfd and td3fd; transformer-a2c does not learn from demonstrations"
+    assert_one_line_error(argv, message, capsys)
     assert not Path("run").exists()
 
 

@@ -175,3 +175,36 @@ def test_summarize_reports_the_median_retention_of_pretrained_runs_only():
     assert rows[0]["median_retention"] == 0.95
     assert rows[1]["median_retention"] is None
     assert "| 0.95 |" in format_table(rows, None)
+
+
+def test_bench_dqfd_criteria_report_the_retention_from_each_tasks_floor():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_dqfd.py"
+    spec = importlib.util.spec_from_file_location("bench_dqfd_criteria", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def dqfd(seed, returns):
+        return LearningCurve(
+            "DQfD", seed, [2500 * i for i in range(len(returns))], returns, [0.0] * len(returns), 1.0, pretrained=True
+        )
+
+    # MountainCar from -200: (200 - 132) / (200 - 120) = 0.85, 90 / 80, (200 - 128) / (200 - 120) = 0.9 -> median 0.9
+    mountain_car = [dqfd(0, [-120.0, -132.0, -105.0]), dqfd(1, [-120.0, -110.0, -100.0]), dqfd(2, [-120.0, -128.0, -109.0])]
+    dqn = LearningCurve("DQN (rl-zoo3)", 0, [0, 2500, 5000], [-200.0, -200.0, -150.0], [0.0] * 3, 1.0)
+    checks = bench.criteria("MountainCar-v0", [*mountain_car, dqn], {})
+    assert checks["return_floor"] == -200.0
+    assert checks["retention_per_seed"] == pytest.approx([0.85, 1.125, 0.9])
+    assert checks["median_retention"] == pytest.approx(0.9)
+    assert checks["retention_at_least_0_9"] is True
+    # From 0 (the ratio a floor of 0 would give MountainCar is another one: 132 / 120 > 1)
+    cart_pole = [dqfd(seed, [500.0, low]) for seed, low in enumerate([350.0, 440.0, 500.0])]
+    checks = bench.criteria("CartPole-v1", cart_pole, {})
+    assert checks["return_floor"] == 0.0 and checks["median_retention"] == pytest.approx(0.88)
+    assert checks["retention_at_least_0_9"] is False
+    not_pretrained = [LearningCurve("DQfD", 0, [0, 2500], [100.0, 250.0], [0.0] * 2, 1.0)]
+    checks = bench.criteria("LunarLander-v3", not_pretrained, {})
+    assert checks["retention_per_seed"] == [None] and checks["median_retention"] is None
+    assert checks["retention_at_least_0_9"] is False
