@@ -1,0 +1,80 @@
+"""benchmarks/bench_atari.py: its options, the zoo's DQN settings it copies, and its GPU mode started at a tiny budget."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_atari.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")  # AtariWrapper resizes with OpenCV
+    spec = importlib.util.spec_from_file_location("bench_atari", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_atari"] = module  # the worker processes unpickle run_one from it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_modes_fill_in_their_defaults_and_options_override_them(bench, tmp_path):
+    cpu = bench.parse_args(["--cpu"])
+    assert (cpu.mode, cpu.pretrain_steps, cpu.buffer_size, cpu.device) == ("cpu", 10_000, 100_000, "cpu")
+    assert cpu.output.name == "bench_atari_cpu.json"
+    gpu = bench.parse_args(["--gpu", "--budget", "1000", "--output", str(tmp_path / "out.json")])
+    assert (gpu.budget, gpu.pretrain_steps, gpu.buffer_size, gpu.seeds) == (1_000, 750_000, 1_000_000, 3)
+    assert gpu.output == tmp_path / "out.json"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "one of the arguments --cpu --gpu is required"),
+        (["--cpu", "--gpu"], "not allowed with argument"),
+        (["--gpu", "--budget", "0"], "--budget must be at least 1"),
+        (["--cpu", "--eval-episodes", "0"], "--eval-episodes must be at least 1"),
+        (["--gpu", "--pretrain-steps", "-1"], "--pretrain-steps must be at least 0"),
+        (["--gpu", "--game", "PongNoFrameskip-v4"], "no built-in expert for 'PongNoFrameskip-v4'"),
+        (["--gpu", "--game", "PongNoFrameskip-v4", "--demos", "missing.npz"], "no such file"),
+    ],
+)
+def test_bad_options_are_refused(bench, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        bench.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_dqn_settings_are_the_installed_zoo_atari_entry(bench):
+    yaml = pytest.importorskip("yaml")
+    rl_zoo3 = pytest.importorskip("rl_zoo3")
+    entry = yaml.safe_load((Path(rl_zoo3.__file__).parent / "hyperparams" / "dqn.yml").read_text())["atari"]
+    assert entry["policy"] == "CnnPolicy" and entry["frame_stack"] == 4
+    assert entry["env_wrapper"] == ["stable_baselines3.common.atari_wrappers.AtariWrapper"]
+    not_hyperparameters = ("policy", "frame_stack", "env_wrapper", "n_timesteps")
+    settings = {key: value for key, value in entry.items() if key not in not_hyperparameters}
+    assert bench.zoo_atari_dqn_hyperparameters() == settings
+
+
+@pytest.mark.slow
+def test_gpu_mode_starts_at_a_tiny_budget_and_writes_its_results(bench, tmp_path):
+    output = tmp_path / "atari.json"
+    argv = ["--gpu", "--device", "cpu", "--seeds", "1", "--budget", "200", "--pretrain-steps", "20", "--eval-freq", "100"]
+    argv += ["--eval-episodes", "1", "--expert-episodes", "1", "--demo-episodes", "2", "--buffer-size", "5000"]
+    argv += ["--max-episode-frames", "1500", "--output", str(output)]
+    bench.main(argv)
+    results = json.loads(output.read_text())
+    metadata = results["metadata"]
+    assert metadata["complete"] and metadata["mode"] == "gpu"
+    assert metadata["dqfd_hyperparameters"]["n_steps"] == "10" and metadata["dqfd_hyperparameters"]["pretrain_steps"] == 20
+    assert metadata["expert"]["mean"] > 0  # the expert scores within the frame cap
+    assert [curve["label"] for curve in results["curves"]] == ["DQfD", bench.DQN_LABEL]
+    for curve in results["curves"]:
+        assert curve["timesteps"] == [0, 100, 200]  # after pre-training (DQfD), then every --eval-freq steps
+    assert results["curves"][0]["pretrained"]
+    assert metadata["goals"]["pretrain_updates"] == 20 and metadata["goals"]["dqn_trained"] is False
+    assert output.with_suffix(".png").exists()
+    assert not list(tmp_path.glob("*partial*")) and not list(tmp_path.glob("*running*"))  # removed once complete
