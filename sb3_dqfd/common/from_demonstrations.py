@@ -762,6 +762,26 @@ class FromDemonstrations(OffPolicyAlgorithm):
         self.pretrained = True
         self._after_pretraining()
 
+    def learn(
+        self: SelfFromDemonstrations,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "run",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfFromDemonstrations:
+        # Flush-to-zero while learning: the L2 term makes dead units' weights subnormal, which slows CPU maths ~4x
+        with flush_denormal():
+            return super().learn(
+                total_timesteps=total_timesteps,
+                callback=callback,
+                log_interval=log_interval,
+                tb_log_name=tb_log_name,
+                reset_num_timesteps=reset_num_timesteps,
+                progress_bar=progress_bar,
+            )
+
     def _ensure_logger(self) -> None:
         """
         Configure SB3's default logger when :meth:`pretrain` or :meth:`train` run before any ``learn()`` (e.g. right

@@ -28,7 +28,6 @@ from sb3_dqfd.common.from_demonstrations import (
 
 # Kept importable from here, where it was defined before the demonstration layer moved to common/from_demonstrations
 from sb3_dqfd.common.from_demonstrations import _frame_stacked as _frame_stacked
-from sb3_dqfd.common.utils import flush_denormal
 from sb3_dqfd.dqfd.policies import (
     CnnPolicy,
     DQfDPolicy,
@@ -697,13 +696,11 @@ class DQfD(FromDemonstrations, DQN):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfDQfD:
-        # Flush-to-zero while learning: the L2 term makes dead units' weights subnormal, which slows CPU maths ~4x
-        with flush_denormal():
-            return super().learn(
-                total_timesteps=total_timesteps,
-                callback=callback,
-                log_interval=log_interval,
-                tb_log_name=tb_log_name,
-                reset_num_timesteps=reset_num_timesteps,
-                progress_bar=progress_bar,
-            )
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )

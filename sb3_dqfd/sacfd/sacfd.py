@@ -14,7 +14,6 @@ from stable_baselines3.sac.sac import SAC
 from sb3_dqfd.common.buffers import DQfDReplayBufferSamples
 from sb3_dqfd.common.ddpgfd import ActorCriticFromDemonstrations
 from sb3_dqfd.common.from_demonstrations import StepStatistics
-from sb3_dqfd.common.utils import flush_denormal
 from sb3_dqfd.sacfd.policies import CnnPolicy, EnsembleCritic, MlpPolicy, MultiInputPolicy, SACfDPolicy
 
 SelfSACfD = TypeVar("SelfSACfD", bound="SACfD")
@@ -345,13 +344,11 @@ class SACfD(ActorCriticFromDemonstrations, SAC):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfSACfD:
-        # Flush-to-zero while learning: the L2 term makes dead units' weights subnormal, which slows CPU maths
-        with flush_denormal():
-            return super().learn(
-                total_timesteps=total_timesteps,
-                callback=callback,
-                log_interval=log_interval,
-                tb_log_name=tb_log_name,
-                reset_num_timesteps=reset_num_timesteps,
-                progress_bar=progress_bar,
-            )
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )

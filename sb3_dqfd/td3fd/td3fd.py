@@ -14,7 +14,6 @@ from stable_baselines3.td3.td3 import TD3
 from sb3_dqfd.common.buffers import DQfDReplayBufferSamples
 from sb3_dqfd.common.ddpgfd import ActorCriticFromDemonstrations
 from sb3_dqfd.common.from_demonstrations import StepStatistics
-from sb3_dqfd.common.utils import flush_denormal
 from sb3_dqfd.td3fd.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, TD3Policy
 
 SelfTD3fD = TypeVar("SelfTD3fD", bound="TD3fD")
@@ -261,13 +260,11 @@ class TD3fD(ActorCriticFromDemonstrations, TD3):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfTD3fD:
-        # Flush-to-zero while learning: the L2 term makes dead units' weights subnormal, which slows CPU maths
-        with flush_denormal():
-            return super().learn(
-                total_timesteps=total_timesteps,
-                callback=callback,
-                log_interval=log_interval,
-                tb_log_name=tb_log_name,
-                reset_num_timesteps=reset_num_timesteps,
-                progress_bar=progress_bar,
-            )
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
