@@ -72,7 +72,12 @@ from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecFrameStack
 
-from sb3_dqfd.common.demonstrations import Demonstrations, load_demonstrations, record_demonstrations
+from sb3_dqfd.common.demonstrations import (
+    Demonstrations,
+    frame_stack_demonstrations,
+    load_demonstrations,
+    record_demonstrations,
+)
 from sb3_dqfd.common.experiment import LearningCurve, format_table, plot_curves, run_in_processes, save_results, summarize
 from sb3_dqfd.common.experts import AleScreenExpert, atari_breakout_expert
 from sb3_dqfd.dqfd import ATARI_PAPER_HYPERPARAMS, DQfD
@@ -94,6 +99,7 @@ MODES: dict[str, dict[str, Any]] = {
         eval_episodes=5,
         expert_episodes=10,
         demo_episodes=10,
+        heldout_episodes=2,
         buffer_size=100_000,
         max_episode_frames=18_000,
         jobs=1,
@@ -107,6 +113,7 @@ MODES: dict[str, dict[str, Any]] = {
         eval_episodes=10,
         expert_episodes=30,
         demo_episodes=10,
+        heldout_episodes=2,
         buffer_size=ATARI_PAPER_HYPERPARAMS["buffer_size"],
         max_episode_frames=108_000,
         jobs=1,
@@ -178,6 +185,27 @@ def demonstrations_for(game: str, n_episodes: int, seed: int, path: Path | None,
     if path is not None:
         return load_demonstrations(path, env=recording_env)
     return record_demonstrations(AleScreenExpert(recording_env, EXPERTS[game]), recording_env, n_episodes, seed=seed)
+
+
+def action_agreement(model: DQfD, demonstrations: Demonstrations, n_stack: int = 4, batch_size: int = 256) -> float:
+    """
+    Share of the demonstrations' steps where the greedy policy picks the demonstrated action, the frames stacked as
+    the training env's ``VecFrameStack`` stacks them: high on the training demonstrations and low on held-out games
+    means too little variety; low on both means too few updates.
+
+    :param model: the (pre-trained) model
+    :param demonstrations: single 84x84x1 frames, as recorded through ``AtariWrapper``
+    :param n_stack: frames per observation, as in training
+    :param batch_size: observations per ``predict`` call
+    :return: the agreement, between 0 and 1
+    """
+    transitions = frame_stack_demonstrations(demonstrations, n_stack).to_transitions()
+    observations = np.asarray(transitions.observations)  # [N, 84, 84, n_stack], channel last as VecFrameStack
+    greedy = np.concatenate(
+        [model.predict(observations[start : start + batch_size], deterministic=True)[0] for start in
+         range(0, len(observations), batch_size)]
+    )  # fmt: skip
+    return float(np.mean(greedy == transitions.actions.reshape(-1)))
 
 
 class EvaluationReporter(VecEnvWrapper):
@@ -260,6 +288,7 @@ def run_one(job: tuple[str, int, dict[str, Any]]) -> tuple[LearningCurve, dict[s
             extras["pretrain_seconds"] = time.perf_counter() - start
             print(f"{game} DQfD seed {seed}: {settings['pretrain_steps']:,} pre-training updates in "
                   f"{extras['pretrain_seconds']:.0f} s", flush=True)  # fmt: skip
+            measure_agreement(model, demos, settings, seed, extras)
 
         curve = train_with_curve(model, label, seed, budget, eval_env, eval_freq, eval_episodes, before_learning=pretrain)
         extras["pretrained_return"] = curve.mean_returns[0]
@@ -272,6 +301,19 @@ def run_one(job: tuple[str, int, dict[str, Any]]) -> tuple[LearningCurve, dict[s
     running_path.unlink(missing_ok=True)
     print(f"{game} {label} seed {seed}: {np.round(curve.mean_returns, 1).tolist()}", flush=True)
     return curve, extras
+
+
+def measure_agreement(model: DQfD, demos: Demonstrations, settings: dict[str, Any], seed: int, extras: dict[str, Any]) -> None:
+    """Greedy agreement with the training demonstrations and with ``heldout_episodes`` other games of the expert."""
+    extras["demo_agreement"] = action_agreement(model, demos)
+    message = f"agreement with the demonstrated actions {extras['demo_agreement']:.3f}"
+    if settings["heldout_episodes"] > 0 and settings["demos"] is None:
+        heldout = demonstrations_for(
+            settings["game"], settings["heldout_episodes"], 50_000 + seed, None, settings["demos_per_life"]
+        )
+        extras["heldout_agreement"] = action_agreement(model, heldout)
+        message += f", with {len(heldout)} held-out expert games {extras['heldout_agreement']:.3f}"
+    print(f"{settings['game']} DQfD seed {seed}: {message}", flush=True)
 
 
 def goals(curves: list[LearningCurve], extras: list[dict[str, Any]], expert: float) -> dict[str, Any]:
@@ -290,6 +332,8 @@ def goals(curves: list[LearningCurve], extras: list[dict[str, Any]], expert: flo
             f"pretrained_at_least_{PRETRAINED_GOAL:.0%}": bool(expert and pretrained / expert >= PRETRAINED_GOAL),
             "median_final_dqfd": float(np.median([curve.mean_returns[-1] for curve in dqfd])),
             "dqfd_retention_per_seed": [curve.retention() for curve in dqfd],
+            "demo_agreement_per_seed": [extra.get("demo_agreement") for extra in pretrain_runs],
+            "heldout_agreement_per_seed": [extra.get("heldout_agreement") for extra in pretrain_runs],
         }
     if dqn:
         result["median_final_dqn"] = float(np.median([curve.mean_returns[-1] for curve in dqn]))
@@ -321,6 +365,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ("eval_episodes", int, "greedy games per evaluation"),
         ("expert_episodes", int, "games to measure the expert on, under the evaluation protocol"),
         ("demo_episodes", int, "demonstration episodes (full games; lives with --demos-per-life) to record"),
+        ("heldout_episodes", int, "other expert games to measure the pre-trained policy's agreement on (0: none)"),
         ("buffer_size", int, "DQfD's replay buffer, demonstrations included"),
         ("max_episode_frames", int, "evaluation games end after this many emulator frames"),
         ("jobs", int, "runs in parallel processes"),
@@ -334,12 +379,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, value in MODES[mode_name].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    positive = ("seeds", "budget", "eval_freq", "eval_episodes", "expert_episodes", "demo_episodes", "buffer_size")
+    positive = ("seeds", "eval_freq", "eval_episodes", "expert_episodes", "demo_episodes", "buffer_size")
     for name in (*positive, "max_episode_frames", "jobs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.pretrain_steps < 0:
-        parser.error(f"--pretrain-steps must be at least 0, got {args.pretrain_steps}")
+    for name in ("budget", "pretrain_steps", "heldout_episodes"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be at least 0, got {getattr(args, name)}")
     if args.demos is None and args.game not in EXPERTS:
         parser.error(f"no built-in expert for {args.game!r} (only {sorted(EXPERTS)}): pass --demos")
     if args.demos is not None and not args.demos.exists():
@@ -352,7 +398,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    run_settings = ("game", "budget", "pretrain_steps", "eval_freq", "eval_episodes", "demo_episodes", "buffer_size")
+    run_settings = ("game", "budget", "pretrain_steps", "eval_freq", "eval_episodes", "demo_episodes", "heldout_episodes")
+    run_settings = (*run_settings, "buffer_size")
     settings = {key: getattr(args, key) for key in (*run_settings, "max_episode_frames", "device", "demos", "output")}
     settings["demos_per_life"] = args.demos_per_life
     settings["output"], settings["demos"] = str(args.output), args.demos and str(args.demos)

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_atari.py"
@@ -35,7 +36,8 @@ def test_modes_fill_in_their_defaults_and_options_override_them(bench, tmp_path)
     [
         ([], "one of the arguments --cpu --gpu is required"),
         (["--cpu", "--gpu"], "not allowed with argument"),
-        (["--gpu", "--budget", "0"], "--budget must be at least 1"),
+        (["--gpu", "--budget", "-1"], "--budget must be at least 0"),
+        (["--cpu", "--heldout-episodes", "-1"], "--heldout-episodes must be at least 0"),
         (["--cpu", "--eval-episodes", "0"], "--eval-episodes must be at least 1"),
         (["--gpu", "--pretrain-steps", "-1"], "--pretrain-steps must be at least 0"),
         (["--gpu", "--game", "PongNoFrameskip-v4"], "no built-in expert for 'PongNoFrameskip-v4'"),
@@ -46,6 +48,29 @@ def test_bad_options_are_refused(bench, capsys, argv, message):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_action_agreement_reads_stacked_frames_as_the_training_env_stacks_them(bench):
+    from gymnasium import spaces
+
+    from sb3_dqfd import Demonstrations, Episode
+
+    actions = np.array([0, 3, 1, 1, 2, 0, 3])
+    frames = np.zeros((len(actions) + 1, 84, 84, 1), dtype=np.uint8)
+    frames[:-1, 0, 0, 0] = actions  # each step's newest frame shows the action the expert takes
+    episode = Episode(frames, actions, np.zeros(len(actions), dtype=np.float32), terminated=True, truncated=False)
+    demos = Demonstrations([episode], observation_space=spaces.Box(0, 255, (84, 84, 1), np.uint8))
+
+    class NewestFramePolicy:  # reads the newest frame of a channel-last stack, as VecFrameStack lays it out
+        def __init__(self, offset: int) -> None:
+            self.offset = offset
+
+        def predict(self, observations, deterministic):
+            assert deterministic and observations.shape[1:] == (84, 84, 4)
+            return (observations[:, 0, 0, -1].astype(int) + self.offset) % 4, None
+
+    assert bench.action_agreement(NewestFramePolicy(0), demos, batch_size=3) == 1.0
+    assert bench.action_agreement(NewestFramePolicy(1), demos, batch_size=3) == 0.0
 
 
 def test_dqn_settings_are_the_installed_zoo_atari_entry(bench):
@@ -76,5 +101,7 @@ def test_gpu_mode_starts_at_a_tiny_budget_and_writes_its_results(bench, tmp_path
         assert curve["timesteps"] == [0, 100, 200]  # after pre-training (DQfD), then every --eval-freq steps
     assert results["curves"][0]["pretrained"]
     assert metadata["goals"]["pretrain_updates"] == 20 and metadata["goals"]["dqn_trained"] is False
+    for key in ("demo_agreement_per_seed", "heldout_agreement_per_seed"):
+        assert 0.0 <= metadata["goals"][key][0] <= 1.0
     assert output.with_suffix(".png").exists()
     assert not list(tmp_path.glob("*partial*")) and not list(tmp_path.glob("*running*"))  # removed once complete

@@ -345,7 +345,13 @@ def test_zoo_bad_input_is_one_line_and_exit_2(
 DOCUMENTED_DEVIATIONS = {
     ("dqfd", "CartPole-v1"): {"learning_rate", "target_update_interval"},
     ("dqfd", "LunarLander-v3"): {"learning_rate"},
-    ("dqfd", "MountainCar-v0"): {"normalize_observations", "n_steps", "exploration_initial_eps", "exploration_fraction"},
+    ("dqfd", "MountainCar-v0"): {
+        "normalize_observations",
+        "n_steps",
+        "exploration_initial_eps",
+        "exploration_fraction",
+        "pretrain_steps",
+    },
     ("transformer_ppo", "CartPoleNoVel-v1"): {"n_steps", "batch_size", "gamma", "gae_lambda"},
     ("sacfd", "LunarLanderContinuous-v3"): {"buffer_size", "learning_starts", "pretrain_steps"},
     ("td3fd", "LunarLanderContinuous-v3"): {"buffer_size", "learning_starts", "pretrain_steps"},
