@@ -44,7 +44,8 @@ from sb3_dqfd.common.experiment import (
     train_with_curve,
 )
 from sb3_dqfd.common.experts import get_expert
-from sb3_dqfd.common.hyperparams import load_hyperparameters, shipped_hyperparameters
+from sb3_dqfd.common.from_demonstrations import FromDemonstrations
+from sb3_dqfd.common.hyperparams import load_hyperparameters, shipped_hyperparameters, zoo_hyperparameters
 from sb3_dqfd.dqfd import DQfD
 from sb3_dqfd.sacfd import SACfD
 from sb3_dqfd.td3fd import TD3fD
@@ -696,6 +697,65 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"Videos: {len(list(Path(args.video).glob('*.mp4')))} MP4 files in {args.video}")
 
 
+#: ``compare --algo``: the algorithm, its label, rl-zoo3's name of the baseline and the baseline's class and label
+COMPARED: dict[str, tuple[type[FromDemonstrations], str, str, type[BaseAlgorithm], str]] = {
+    "dqfd": (DQfD, "DQfD", "dqn", DQN, "DQN (rl-zoo3)"),
+    "sacfd": (SACfD, "SACfD", "sac", SAC, "SAC (rl-zoo3)"),
+    "td3fd": (TD3fD, "TD3fD", "td3", TD3, "TD3 (rl-zoo3)"),
+}
+#: ``compare``'s environment when ``--env`` is not given
+COMPARE_DEFAULT_ENV = {"dqfd": "MountainCar-v0", "sacfd": "LunarLanderContinuous-v3", "td3fd": "LunarLanderContinuous-v3"}
+
+
+def _action_space(env_id: str) -> spaces.Space:
+    """:return: the action space of ``env_id`` (gymnasium's error for an id it does not know)"""
+    _register_zoo_envs(env_id)
+    env = gym.make(env_id)
+    try:
+        return env.action_space
+    finally:
+        env.close()
+
+
+def _check_compared(algo: str, env_id: str) -> None:
+    """
+    Refuse an environment whose actions ``algo`` cannot take, or that rl-zoo3 has no tuned baseline for, before any
+    work: one line naming the algorithm to use instead.
+
+    :param algo: a key of :data:`COMPARED`
+    :param env_id: the environment id
+    """
+    if algo not in COMPARED:
+        raise UsageError(f"compare --algo {algo!r}: expected one of {', '.join(COMPARED)}")
+    if algo == "dqfd":
+        if env_id in ZOO_DQN_HYPERPARAMS:
+            return
+        with contextlib.suppress(gym.error.Error):  # an unknown id gets the list below
+            action_space = _action_space(env_id)
+            if isinstance(action_space, spaces.Box):
+                raise UsageError(
+                    f"compare --algo dqfd needs discrete actions: {env_id} has {_describe(action_space)} actions; use "
+                    "--algo sacfd or td3fd"
+                )
+        raise UsageError(f"compare has tuned DQN settings for {sorted(ZOO_DQN_HYPERPARAMS)}, not {env_id!r}")
+    action_space = _action_space(env_id)
+    if not isinstance(action_space, spaces.Box):
+        raise UsageError(
+            f"compare --algo {algo} needs continuous actions (a Box): {env_id} has {_describe(action_space)} actions; "
+            "use --algo dqfd (the default)"
+        )
+
+
+def _baseline_hyperparameters(algo: str, env_id: str) -> dict[str, Any]:
+    """:return: the tuned baseline's arguments for ``compare --algo algo`` on ``env_id`` (rl-zoo3's entry)"""
+    if algo == "dqfd":
+        return dict(ZOO_DQN_HYPERPARAMS[env_id])
+    try:
+        return zoo_hyperparameters(COMPARED[algo][2], env_id)
+    except ImportError as error:
+        raise UsageError(f"compare --algo {algo} reads rl-zoo3's tuned {COMPARED[algo][3].__name__}: {error}") from None
+
+
 def compare(
     env_id: str,
     demos_spec: str,
@@ -706,16 +766,22 @@ def compare(
     output_dir: str | Path,
     progress_bar: bool = False,
     dqfd_kwargs: dict[str, Any] | None = None,
+    algo: str = "dqfd",
 ) -> list[LearningCurve]:
     """
-    DQfD vs rl-zoo3's tuned DQN vs DQfD's pre-training alone, side by side on one environment over several seeds.
+    DQfD vs rl-zoo3's tuned DQN vs DQfD's pre-training alone, side by side on one environment over several seeds; for
+    continuous actions, SACfD vs rl-zoo3's tuned SAC or TD3fD vs rl-zoo3's tuned TD3 (``algo``).
 
-    DQfD uses the package's hyperparameters for ``env_id`` (:func:`~sb3_dqfd.shipped_hyperparameters`), as DQN uses
-    rl-zoo3's. The table, the JSON (``retention``) and the printout give DQfD's retention of its pre-trained policy
-    per seed and its median: the lowest evaluation after pre-training over the pre-trained one, both measured from
-    the task's return floor (:data:`~sb3_dqfd.common.experiment.RETURN_FLOORS`, 0 where not listed).
+    The algorithm uses the package's hyperparameters for ``env_id`` (:func:`~sb3_dqfd.shipped_hyperparameters`), as
+    the baseline uses rl-zoo3's (DQN: :data:`~sb3_dqfd.common.experiment.ZOO_DQN_HYPERPARAMS`; SAC, TD3: the entry
+    of the installed rl-zoo3, :func:`~sb3_dqfd.common.hyperparams.zoo_hyperparameters`). DQfD is always pre-trained
+    (with its ``pretrain_steps``, as before); SACfD and TD3fD only when their ``pretrain_steps`` is above 0, and only
+    then is the pre-training-only curve drawn. The table, the JSON (``retention``) and the printout give the
+    algorithm's retention of its pre-trained policy per seed and its median: the lowest evaluation after
+    pre-training over the pre-trained one, both measured from the task's return floor
+    (:data:`~sb3_dqfd.common.experiment.RETURN_FLOORS`, 0 where not listed, as for both landers).
 
-    :param env_id: the environment id
+    :param env_id: the environment id (discrete actions for DQfD, a Box for SACfD and TD3fD)
     :param demos_spec: the demonstrations, as ``--demos`` takes them
     :param timesteps: environment steps per run
     :param seeds: one run of each method per seed
@@ -723,34 +789,50 @@ def compare(
     :param eval_episodes: episodes per evaluation
     :param output_dir: where the table (Markdown), the plot and the JSON go
     :param progress_bar: show progress bars
-    :param dqfd_kwargs: DQfD arguments on top of the shipped ones for ``env_id`` (e.g. ``pretrain_steps``)
+    :param dqfd_kwargs: arguments of the algorithm (DQfD, SACfD or TD3fD: the name is from when it was DQfD only) on
+        top of the shipped ones for ``env_id`` (e.g. ``pretrain_steps``)
+    :param algo: ``"dqfd"``, ``"sacfd"`` or ``"td3fd"``: the algorithm compared with its rl-zoo3 baseline
     :return: the learning curves
     """
-    if env_id not in ZOO_DQN_HYPERPARAMS:
-        raise UsageError(f"compare has tuned DQN settings for {sorted(ZOO_DQN_HYPERPARAMS)}, not {env_id!r}")
-    dqfd_kwargs = {**shipped_hyperparameters(DQfD, env_id), **(dqfd_kwargs or {})}
+    _check_compared(algo, env_id)
+    algorithm, label, _, baseline_class, baseline_label = COMPARED[algo]
+    kwargs = {**shipped_hyperparameters(algorithm, env_id), **(dqfd_kwargs or {})}
+    _baseline_hyperparameters(algo, env_id)  # a missing rl-zoo3 entry is reported before any training
     curves = []
     for seed in seeds:
         eval_env = make_env(env_id, 1, seed + 10_000)
         demos = load_demonstrations(demos_spec, env=env_id, seed=seed)
-        dqfd = DQfD("MlpPolicy", make_env(env_id, 1, seed), demonstrations=demos, seed=seed, **dqfd_kwargs)
-        dqfd_curve = train_with_curve(dqfd, "DQfD", seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar,
-                                      before_learning=partial(dqfd.pretrain, dqfd.pretrain_steps))  # fmt: skip
+        model = algorithm("MlpPolicy", make_env(env_id, 1, seed), seed=seed, **(kwargs | {"demonstrations": demos}))
+        pretrained = algo == "dqfd" or model.pretrain_steps > 0
+        pretrain = partial(model.pretrain, model.pretrain_steps) if pretrained else None
+        curve = train_with_curve(model, label, seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar,
+                                 before_learning=pretrain)  # fmt: skip
         curves.append(_teacher(demos, seed, timesteps))
-        curves.append(_pretraining_only(dqfd_curve, timesteps, dqfd.pretrain_steps))
-        curves.append(dqfd_curve)
-        dqn = DQN("MlpPolicy", make_env(env_id, 1, seed), seed=seed, **ZOO_DQN_HYPERPARAMS[env_id])
-        label = "DQN (rl-zoo3)"
-        curves.append(train_with_curve(dqn, label, seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar))
-    stem = Path(output_dir) / f"compare_{env_id}"
+        if pretrained:
+            curves.append(_pretraining_only(curve, timesteps, model.pretrain_steps, label))
+        curves.append(curve)
+        baseline = baseline_class("MlpPolicy", make_env(env_id, 1, seed), seed=seed, **_baseline_hyperparameters(algo, env_id))
+        curves.append(
+            train_with_curve(baseline, baseline_label, seed, timesteps, eval_env, eval_freq, eval_episodes, progress_bar)
+        )
+    stem = Path(output_dir) / (f"compare_{env_id}" if algo == "dqfd" else f"compare_{algo}_{env_id}")
     threshold = gym.spec(env_id).reward_threshold
     return_floor = RETURN_FLOORS.get(env_id, 0.0)
     rows = summarize(curves, threshold, return_floor)
     table = format_table(rows, threshold)
-    plot_curves(curves, f"{stem}.png", f"DQfD vs DQN on {env_id} ({demos_spec})", threshold)
-    retention = _retention(curves, rows, return_floor)
+    plot_curves(curves, f"{stem}.png", f"{label} vs {baseline_class.__name__} on {env_id} ({demos_spec})", threshold)
+    retention = _retention(curves, rows, return_floor, label)
     Path(f"{stem}.md").write_text(f"{table}\n\n{_describe_retention(retention)}\n")
-    metadata = {"command": sys.argv, "env": env_id, "demos": demos_spec, "seeds": list(seeds), "machine": _machine()}
+    metadata = {
+        "command": sys.argv,
+        "algo": algo,
+        "env": env_id,
+        "demos": demos_spec,
+        "seeds": list(seeds),
+        "machine": _machine(),
+        "hyperparameters": {key: repr(value) for key, value in kwargs.items()},
+        "baseline_hyperparameters": {key: repr(value) for key, value in _baseline_hyperparameters(algo, env_id).items()},
+    }
     save_results(f"{stem}.json", curves, metadata | {"summary": rows, "retention": retention})
     print(table)
     print(_describe_retention(retention))
@@ -758,30 +840,40 @@ def compare(
     return curves
 
 
-def _retention(curves: Sequence[LearningCurve], rows: Sequence[dict[str, Any]], return_floor: float) -> dict[str, Any]:
+def _retention(
+    curves: Sequence[LearningCurve], rows: Sequence[dict[str, Any]], return_floor: float, label: str = "DQfD"
+) -> dict[str, Any]:
     """
     :param curves: the curves of :func:`compare`
     :param rows: their :func:`~sb3_dqfd.common.experiment.summarize` rows
     :param return_floor: the return that counts as nothing kept
-    :return: DQfD's retention of its pre-trained policy, per seed (``{seed: value}``, JSON keys are strings) and the
-        median over seeds (the table's), with the floor it is measured from
+    :param label: the method whose retention it is (``"DQfD"``, ``"SACfD"``, ``"TD3fD"``)
+    :return: that method's retention of its pre-trained policy, per seed (``{seed: value}``, JSON keys are strings)
+        and the median over seeds (the table's), with the floor it is measured from, the method and whether it was
+        pre-trained (without pre-training there is no retention: None)
     """
+    runs = [curve for curve in curves if curve.label == label]
     return {
+        "method": label,
+        "pretrained": all(curve.pretrained for curve in runs),
         "return_floor": return_floor,
-        "per_seed": {str(curve.seed): curve.retention(return_floor) for curve in curves if curve.label == "DQfD"},
-        "median": next(row["median_retention"] for row in rows if row["method"] == "DQfD"),
+        "per_seed": {str(curve.seed): curve.retention(return_floor) for curve in runs},
+        "median": next(row["median_retention"] for row in rows if row["method"] == label),
     }
 
 
 def _describe_retention(retention: dict[str, Any]) -> str:
-    """:return: one line for the table's reader: what the retention column of DQfD is, per seed and median"""
+    """:return: one line for the table's reader: what the retention column of the method is, per seed and median"""
 
     def fmt(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}"
 
+    method = retention.get("method", "DQfD")
+    if not retention.get("pretrained", True):
+        return f"{method} retention: none (no pre-training: pretrain_steps is 0)"
     per_seed = ", ".join(f"seed {seed} {fmt(value)}" for seed, value in retention["per_seed"].items())
     return (
-        f"DQfD retention (lowest evaluation after pre-training / the pre-trained one, both from a return floor of "
+        f"{method} retention (lowest evaluation after pre-training / the pre-trained one, both from a return floor of "
         f"{retention['return_floor']:g}): {per_seed}; median {fmt(retention['median'])} (1.0: never below the "
         "pre-trained policy)"
     )
@@ -806,18 +898,19 @@ def _teacher(demos: Demonstrations, seed: int, timesteps: int) -> LearningCurve:
     )
 
 
-def _pretraining_only(dqfd_curve: LearningCurve, timesteps: int, pretrain_steps: int) -> LearningCurve:
+def _pretraining_only(dqfd_curve: LearningCurve, timesteps: int, pretrain_steps: int, label: str = "DQfD") -> LearningCurve:
     """
-    The "pre-training only" baseline: DQfD's evaluation right after pre-training, before any interaction, drawn flat
-    over the budget (it does not change with environment steps).
+    The "pre-training only" baseline: the algorithm's evaluation right after pre-training, before any interaction,
+    drawn flat over the budget (it does not change with environment steps).
 
-    :param dqfd_curve: the DQfD run, whose first evaluation follows pre-training
+    :param dqfd_curve: the run (DQfD, SACfD or TD3fD), whose first evaluation follows pre-training
     :param timesteps: the budget of the other methods
     :param pretrain_steps: the number of pre-training updates, for the label
+    :param label: the algorithm's label
     :return: the baseline's curve
     """
     return LearningCurve(
-        label=f"DQfD pre-training only ({pretrain_steps:,} updates)",
+        label=f"{label} pre-training only ({pretrain_steps:,} updates)",
         seed=dqfd_curve.seed,
         timesteps=[0, timesteps],
         mean_returns=[dqfd_curve.mean_returns[0]] * 2,
@@ -826,14 +919,15 @@ def _pretraining_only(dqfd_curve: LearningCurve, timesteps: int, pretrain_steps:
 
 
 def _dqfd_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """:return: the DQfD arguments given on the command line of ``compare`` or ``demo``"""
+    """:return: the arguments of the algorithm (DQfD, SACfD, TD3fD) given on the command line of ``compare`` or ``demo``"""
     return {} if args.pretrain_steps is None else {"pretrain_steps": args.pretrain_steps}
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
     """Run :func:`compare` from the command line."""
-    compare(args.env, args.demos, args.timesteps, args.seeds, args.eval_freq, args.eval_episodes, args.output_dir,
-            args.progress_bar, _dqfd_overrides(args))  # fmt: skip
+    env_id = COMPARE_DEFAULT_ENV[args.algo] if args.env is None else args.env
+    compare(env_id, args.demos, args.timesteps, args.seeds, args.eval_freq, args.eval_episodes, args.output_dir,
+            args.progress_bar, _dqfd_overrides(args), algo=args.algo)  # fmt: skip
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -954,18 +1048,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--video", metavar="DIR", help="write an MP4 of every evaluated episode to DIR (needs moviepy)")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    comparison = commands.add_parser("compare", help="DQfD vs tuned DQN vs pre-training only, over seeds")
+    comparison = commands.add_parser(
+        "compare",
+        help="DQfD vs tuned DQN vs pre-training only, over seeds (continuous actions: SACfD vs SAC, TD3fD vs TD3)",
+        description="DQfD vs rl-zoo3's tuned DQN vs DQfD's pre-training only, side by side over seeds; with --algo sacfd "
+        "or td3fd, SACfD or TD3fD (the shipped hyperparameters) vs rl-zoo3's tuned SAC or TD3 (read from the installed "
+        "rl-zoo3) on an environment with continuous actions.",
+    )
+    comparison.add_argument(
+        "--algo",
+        type=algorithm_name,
+        choices=list(COMPARED),
+        default="dqfd",
+        help="dqfd (discrete actions, vs DQN), sacfd or td3fd (continuous actions, vs SAC or TD3) (default: %(default)s)",
+    )
     comparison.add_argument(
         "--env",
-        default="MountainCar-v0",
-        choices=sorted(ZOO_DQN_HYPERPARAMS),
-        help="an environment with rl-zoo3's tuned DQN (default: %(default)s)",
+        help=f"an environment with rl-zoo3's tuned baseline: for dqfd one of {', '.join(sorted(ZOO_DQN_HYPERPARAMS))} "
+        "(default: MountainCar-v0); for sacfd and td3fd one with a shipped entry and an rl-zoo3 entry "
+        "(default: LunarLanderContinuous-v3)",
     )
     comparison.add_argument("--demos", default="expert:10", help=f"{DEMOS_HELP} (default: %(default)s)")
     _add_comparison_options(comparison, timesteps=30_000, seeds=[0, 1, 2], eval_freq=2_500)
     comparison.add_argument("--eval-episodes", type=positive_int, default=10, help="episodes per evaluation (default: 10)")
     comparison.add_argument(
-        "--pretrain-steps", type=non_negative_int, help="DQfD pre-training updates (default: the shipped YAML's)"
+        "--pretrain-steps",
+        type=non_negative_int,
+        help="pre-training updates of the algorithm (default: the shipped YAML's; sacfd and td3fd: 0 skips pre-training)",
     )
     comparison.add_argument("--output-dir", default="runs/compare", help="where the results go (default: %(default)s)")
     comparison.set_defaults(func=cmd_compare)

@@ -2,13 +2,20 @@
 
 import ast
 import difflib
+import importlib.metadata
+import importlib.util
 import inspect
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import yaml
+from gymnasium import spaces
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from stable_baselines3.common.utils import LinearSchedule
 
 # Keys of an rl-zoo3 entry that are not constructor arguments of the algorithm
@@ -141,3 +148,79 @@ def shipped_hyperparameters(algorithm_class: type[BaseAlgorithm], env_id: str) -
         raise ValueError(f"No shipped hyperparameters for {algorithm_class.__name__}: only for {sorted(files)}")
     entry = load_hyperparameters(HYPERPARAMS_DIR / files[name], env_id, algorithm_class)
     return {key: value for key, value in entry.items() if key not in (*RUN_KEYS, "demonstrations")}
+
+
+#: SB3's algorithms by their rl-zoo3 names: the ones whose tuned entries :func:`zoo_hyperparameters` reads
+ZOO_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"a2c": A2C, "ddpg": DDPG, "dqn": DQN, "ppo": PPO, "sac": SAC, "td3": TD3}
+#: Keys of an rl-zoo3 entry that build the environments (rl-zoo3's ``ExperimentManager`` applies them): an entry with
+#: any of them is not the algorithm alone, so :func:`zoo_hyperparameters` refuses it
+ZOO_ENV_KEYS = ("normalize", "frame_stack", "env_wrapper", "vec_env_wrapper", "callback", "monitor_kwargs", "env_kwargs")
+#: rl-zoo3's ``noise_type`` values, as SB3's action noise classes
+ZOO_NOISE = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
+
+
+def zoo_hyperparameters(algo: str, env_id: str, action_space: spaces.Space | None = None) -> dict[str, Any]:
+    """
+    rl-zoo3's entry for ``env_id`` in the installed rl-zoo3 package's ``hyperparams/<algo>.yml``, as constructor
+    arguments of SB3's algorithm: the baseline the benchmarks and ``sb3-dqfd compare`` measure against.
+
+    Read as rl-zoo3 reads it, without evaluating anything: ``lin_<x>`` becomes a linear schedule (it decays over the
+    budget ``learn()`` is given, as with rl-zoo3's ``-n``), ``policy_kwargs`` strings are parsed as literals, a
+    ``train_freq`` list becomes a tuple, and ``noise_type``/``noise_std`` become SB3's ``NormalActionNoise`` or
+    ``OrnsteinUhlenbeckActionNoise`` (``mean`` 0, ``sigma`` ``noise_std`` on every action dimension). The run keys
+    ``n_timesteps`` and ``policy`` are left out. Unlike rl-zoo3, an environment without an entry is an error, not
+    the untuned ``default`` entry; so is an entry that builds more than one plain environment (``n_envs`` above 1,
+    ``normalize``, wrappers, ...: see :data:`ZOO_ENV_KEYS`), which a caller passing the arguments alone would not
+    reproduce.
+
+    :param algo: rl-zoo3's name of the algorithm, a key of :data:`ZOO_ALGORITHMS` (``"sac"``, ``"td3"``, ``"dqn"``, ...)
+    :param env_id: the environment id whose entry to read (e.g. ``"LunarLanderContinuous-v3"``)
+    :param action_space: the environment's action space, for the action noise (default: read from ``gym.make(env_id)``
+        when the entry has a ``noise_type``)
+    :return: the keyword arguments (a new action noise object at each call)
+    :raises ImportError: rl-zoo3 is not installed
+    :raises ValueError: unknown ``algo``, no entry for ``env_id`` (the message lists the entries), keys the
+        algorithm does not take, an unknown noise type
+    """
+    if algo not in ZOO_ALGORITHMS:
+        raise ValueError(f"No rl-zoo3 hyperparameters for algorithm {algo!r}: use one of {sorted(ZOO_ALGORITHMS)}")
+    spec = importlib.util.find_spec("rl_zoo3")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("rl-zoo3's tuned hyperparameters need rl-zoo3: pip install 'sb3-dqfd[zoo]'", name="rl_zoo3")
+    path = Path(next(iter(spec.submodule_search_locations))) / "hyperparams" / f"{algo}.yml"
+    content = yaml.safe_load(path.read_text())
+    where = f"rl-zoo3 {importlib.metadata.version('rl_zoo3')} {path.name}"
+    if env_id not in content:
+        raise ValueError(
+            f"{where} has no entry for {env_id!r} (entries: {sorted(key for key in content if key != 'default')}; "
+            "its untuned 'default' entry is not used)"
+        )
+    entry = dict(content[env_id])
+    algorithm_class = ZOO_ALGORITHMS[algo]
+    env_keys = sorted(set(entry) & set(ZOO_ENV_KEYS))
+    if env_keys or entry.get("n_envs", 1) != 1:
+        raise ValueError(
+            f"{where} [{env_id}] builds its environments with {env_keys or ['n_envs: ' + str(entry['n_envs'])]}: "
+            f"not reproduced by {algorithm_class.__name__}'s arguments alone"
+        )
+    noise_type, noise_std = entry.pop("noise_type", None), entry.pop("noise_std", None)
+    unknown = sorted(set(entry) - constructor_keys(algorithm_class) - set(RUN_KEYS))
+    if unknown:
+        raise ValueError(f"{where} [{env_id}]: keys {unknown} are not arguments of {algorithm_class.__name__}")
+    kwargs = {
+        key: parse_hyperparameter(key, value, f"{where} [{env_id}]") for key, value in entry.items() if key not in RUN_KEYS
+    }
+    if isinstance(kwargs.get("train_freq"), list):
+        kwargs["train_freq"] = tuple(kwargs["train_freq"])
+    if noise_type is not None:
+        noise_class = ZOO_NOISE.get(str(noise_type).strip())
+        if noise_class is None:
+            raise ValueError(f"{where} [{env_id}]: unknown noise_type {noise_type!r} (known: {sorted(ZOO_NOISE)})")
+        if action_space is None:
+            with gym.make(env_id) as env:
+                action_space = env.action_space
+        if not isinstance(action_space, spaces.Box):
+            raise TypeError(f"{where} [{env_id}]: action noise needs a Box action space, got {action_space}")
+        n_actions = int(np.prod(action_space.shape))
+        kwargs["action_noise"] = noise_class(mean=np.zeros(n_actions), sigma=float(noise_std) * np.ones(n_actions))
+    return kwargs

@@ -17,8 +17,10 @@ from sb3_dqfd.zoo.registration import (
     ZOO_NAMES,
     ZooError,
     algorithm_class,
+    check_action_space,
     check_env_id,
     default_config,
+    entry_env_kwargs,
     known_keys,
     read_zoo_entry,
     register_algorithms,
@@ -40,16 +42,23 @@ def check_train_arguments(argv: Sequence[str]) -> list[str]:
     parser.add_argument("-conf", "--conf-file")
     parser.add_argument("--gym-packages", nargs="+", default=[])
     parser.add_argument("-params", "--hyperparams", nargs="+", default=[])
+    parser.add_argument("--env-kwargs", nargs="+")
     args, _ = parser.parse_known_args(argv)
     for module in args.gym_packages:
         importlib.import_module(module)
     algorithm = algorithm_class(args.algo)
     check_env_id(args.env)
     argv = list(argv)
+    # The env's actions first, so that sacfd on CartPole says "use dqfd" rather than "no entry for CartPole-v1" in
+    # our file; a file of the user's may make the env with env_kwargs that change its actions: read it first.
+    # rl-zoo3's --env-kwargs (values it evaluates as Python) are left to it: no check then
+    user_file = args.conf_file is not None and args.conf_file.endswith((".yml", ".yaml"))
+    entry = read_zoo_entry(args.conf_file, args.env, algorithm) if user_file else {}
+    if args.env_kwargs is None:
+        check_action_space(args.algo, args.env, entry_env_kwargs(entry, f"{args.conf_file} [{args.env}]"))
     if args.conf_file is None and args.algo in ZOO_NAMES:
         args.conf_file = str(default_config(args.algo))
         argv += ["--conf-file", args.conf_file]
-    if args.conf_file is not None and args.conf_file.endswith((".yml", ".yaml")):
         read_zoo_entry(args.conf_file, args.env, algorithm)
     unknown = sorted({item.partition(":")[0] for item in args.hyperparams} - known_keys(algorithm))
     if unknown:

@@ -7,9 +7,10 @@ from typing import Any
 
 import gymnasium as gym
 import yaml
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_dqfd.common.hyperparams import HYPERPARAMS_DIR, RUN_KEYS, constructor_keys
+from sb3_dqfd.common.hyperparams import HYPERPARAMS_DIR, RUN_KEYS, constructor_keys, parse_hyperparameter
 from sb3_dqfd.zoo.samplers import (
     convert_dqfd_params,
     convert_sacfd_params,
@@ -38,6 +39,14 @@ ZOO_KEYS = (
     "noise_type",
     "noise_std",
 )
+
+
+#: The action spaces our demonstration algorithms take: the space, what it is called, and the algorithms for the others
+ACTION_SPACES: dict[str, tuple[type[spaces.Space], str, str]] = {
+    "dqfd": (spaces.Discrete, "discrete actions (a Discrete)", "sacfd or td3fd"),
+    "sacfd": (spaces.Box, "continuous actions (a Box)", "dqfd"),
+    "td3fd": (spaces.Box, "continuous actions (a Box)", "dqfd"),
+}
 
 
 class ZooError(ValueError):
@@ -122,6 +131,44 @@ def check_env_id(env_id: str) -> None:
         close = difflib.get_close_matches(env_id, list(gym.envs.registry), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ZooError(f"unknown environment {env_id!r}{hint}")
+
+
+def check_action_space(algo: str, env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> None:
+    """
+    Raise a :class:`ZooError` naming the algorithm to use instead when ``algo`` is one of ours (:data:`ACTION_SPACES`)
+    and cannot take the actions of ``env_id``: ``sacfd`` on CartPole is one line before rl-zoo3 builds anything, not
+    a traceback from the algorithm's constructor. Other algorithms are left to rl-zoo3.
+
+    :param algo: an rl-zoo3 algorithm name
+    :param env_id: a registered environment id (see :func:`check_env_id`)
+    :param env_kwargs: the keyword arguments rl-zoo3 makes the environment with (they may change its action space,
+        e.g. ``continuous: true`` for ``LunarLander-v3``)
+    """
+    if algo not in ACTION_SPACES:
+        return
+    space_class, needs, others = ACTION_SPACES[algo]
+    env = gym.make(env_id, **(env_kwargs or {}))
+    try:
+        action_space = env.action_space
+    finally:
+        env.close()
+    if not isinstance(action_space, space_class):
+        raise ZooError(f"--algo {algo} needs {needs}: {env_id} has {action_space} actions; use --algo {others}")
+
+
+def entry_env_kwargs(entry: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    """
+    :param entry: an rl-zoo3 entry (values as in the file, see :func:`read_zoo_entry`)
+    :param where: where it comes from, for errors
+    :return: its ``env_kwargs`` as a dict (rl-zoo3 accepts a mapping or a ``"dict(...)"`` string), None without any
+    """
+    value = entry.get("env_kwargs")
+    if value is None:
+        return None
+    parsed = parse_hyperparameter("env_kwargs", value, where)
+    if not isinstance(parsed, Mapping):
+        raise ZooError(f"{where}: env_kwargs must be a mapping, got {value!r}")
+    return dict(parsed)
 
 
 def known_keys(algorithm: type[BaseAlgorithm]) -> set[str]:
