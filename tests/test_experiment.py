@@ -10,6 +10,7 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_dqfd.common.experiment import (
+    ZOO_DQN_HYPERPARAMS,
     LearningCurve,
     format_table,
     plot_curves,
@@ -208,3 +209,14 @@ def test_bench_dqfd_criteria_report_the_retention_from_each_tasks_floor():
     checks = bench.criteria("LunarLander-v3", not_pretrained, {})
     assert checks["retention_per_seed"] == [None] and checks["median_retention"] is None
     assert checks["retention_at_least_0_9"] is False
+
+
+@pytest.mark.parametrize("env_id", sorted(ZOO_DQN_HYPERPARAMS))
+def test_the_dqn_baseline_is_the_installed_rl_zoo3_entry(env_id):
+    pytest.importorskip("rl_zoo3")
+    from sb3_dqfd.common.hyperparams import zoo_hyperparameters
+
+    zoo = zoo_hyperparameters("dqn", env_id)
+    assert set(ZOO_DQN_HYPERPARAMS[env_id]) == set(zoo)
+    for key, value in zoo.items():
+        assert ZOO_DQN_HYPERPARAMS[env_id][key] == value, key  # a schedule would be a function: no entry has one
