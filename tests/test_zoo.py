@@ -353,8 +353,8 @@ DOCUMENTED_DEVIATIONS = {
         "pretrain_steps",
     },
     ("transformer_ppo", "CartPoleNoVel-v1"): {"n_steps", "batch_size", "gamma", "gae_lambda"},
-    ("sacfd", "LunarLanderContinuous-v3"): {"buffer_size", "learning_starts", "pretrain_steps"},
-    ("td3fd", "LunarLanderContinuous-v3"): {"buffer_size", "learning_starts", "pretrain_steps"},
+    ("sacfd", "LunarLanderContinuous-v3"): {"buffer_size", "learning_starts", "pretrain_steps", "bc_coef", "q_filter"},
+    ("td3fd", "LunarLanderContinuous-v3"): {"buffer_size", "learning_starts", "pretrain_steps", "bc_coef", "q_filter"},
 }
 
 

@@ -75,8 +75,13 @@ class TD3fD(ActorCriticFromDemonstrations, TD3):
     :param n_steps: length ``n`` of the n-step returns of the n-step critic target (the DQfD buffer gives 1-step and
         n-step fields of the same rows)
     :param n_step_coef: weight of the n-step critic loss
-    :param bc_coef: weight of the behaviour-cloning term of the actor loss (0: no behaviour cloning)
-    :param q_filter: apply the behaviour-cloning term only where ``Q_1(s, a_demo) > Q_1(s, pi(s))`` (Nair et al.)
+    :param bc_coef: weight of the behaviour-cloning term of the actor loss (0: no behaviour cloning). It competes with
+        the critic's value of the actor's action: with dense rewards (Q-values of ~100 on LunarLanderContinuous) a
+        weight of 1 lets a pre-trained actor collapse within the first 1,000 updates; the shipped entry uses 50
+    :param q_filter: apply the behaviour-cloning term only where ``Q_1(s, a_demo) > Q_1(s, pi(s))`` (Nair et al.). Right after
+        pre-training the critic has seen only demonstrated actions and may rate the actor's own above them, which
+        switches the cloning off where it is needed (measured: hand-off collapse with the filter at ``bc_coef`` 1
+        and 50, none without it at 50; ``hyperparams/sacfd.yml``)
     :param l2_coef: weight of the squared L2 norm of the actor's and the critic's parameters
     :param pretrain_steps: gradient steps on demonstrations only at the start of the first ``learn()``
     :param demo_ratio: fixed share of demonstrations in each batch, or ``None`` to let the priorities (with the

@@ -121,7 +121,8 @@ def _sample_ddpgfd(trial: "optuna.Trial") -> dict[str, Any]:
         "learning_starts": trial.suggest_categorical("learning_starts", [0, 100, 1_000]),
         "n_steps": trial.suggest_int("n_steps", 1, 10),
         "n_step_coef": trial.suggest_float("n_step_coef", 0.0, 2.0),
-        "bc_coef": trial.suggest_float("bc_coef", 0.01, 10.0, log=True),
+        # up to 100: the behaviour-cloning term must hold against Q-values of ~100 at hand-off (hyperparams/sacfd.yml)
+        "bc_coef": trial.suggest_float("bc_coef", 0.01, 100.0, log=True),
         "q_filter": trial.suggest_categorical("q_filter", [True, False]),
         "l2_coef": trial.suggest_float("l2_coef", 1e-7, 1e-3, log=True),
         "pretrain_steps": trial.suggest_int("pretrain_steps", 0, 5_000, step=500),
