@@ -42,11 +42,25 @@ Five seeds of every method, one process at a time (runs are single-threaded)::
 
 A tiny run, to see it work: ``python benchmarks/bench_stability.py --seeds 1 --budget 2048 --eval-freq 1024
 --eval-episodes 4 --final-episodes 2 --output-dir /tmp/stability``.
+
+Variants (``--set KEY=VALUE``, repeatable): a constructor argument of the transformer methods, or a policy keyword as
+``policy_kwargs.<name>``, read as YAML (``64``, ``7e-4``, ``false``, ``null``, ``[64, 64]``) or, for ``lin_<x>``, as
+rl-zoo3's linear schedule from x to 0. RecurrentPPO, the reference, always runs as the test has it. A run with
+overrides is labelled with them (``TransformerPPO (test settings) [policy_kwargs.d_model=64]``) in the JSON, the
+table, the plot and its log directory, and the JSON's metadata lists them (``--output-dir`` other than the default
+``benchmarks/results`` is required, so that the committed results stay those of the runs without overrides)::
+
+    python benchmarks/bench_stability.py --methods "TransformerPPO (test settings)" --set policy_kwargs.d_model=64 \\
+        --set learning_rate=lin_7e-4 --output-dir /tmp/stability_d64
 """
 
 import argparse
+import contextlib
+import difflib
+import inspect
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -54,6 +68,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+import yaml
 from gymnasium import spaces
 from gymnasium.envs.classic_control import CartPoleEnv
 from gymnasium.wrappers import TimeLimit
@@ -66,7 +81,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_dqfd.common.experiment import LearningCurve, plot_curves, run_in_processes, save_results
-from sb3_dqfd.common.hyperparams import shipped_hyperparameters
+from sb3_dqfd.common.hyperparams import constructor_keys, parse_hyperparameter, shipped_hyperparameters
 from sb3_dqfd.transformer_a2c import TransformerA2C
 from sb3_dqfd.transformer_ppo import TransformerPPO
 
@@ -95,6 +110,14 @@ TEST_RECURRENT_PPO: dict[str, Any] = dict(
 )
 
 METHODS = ["TransformerPPO", "TransformerPPO (test settings)", "TransformerA2C", "RecurrentPPO"]
+#: The methods ``--set`` changes, and their algorithms (RecurrentPPO, the reference, runs as the test has it)
+TRANSFORMER_METHODS: dict[str, type[BaseAlgorithm]] = {
+    "TransformerPPO": TransformerPPO,
+    "TransformerPPO (test settings)": TransformerPPO,
+    "TransformerA2C": TransformerA2C,
+}
+#: Constructor arguments the benchmark sets itself, not ``--set``
+RUN_ARGUMENTS = {"policy": "the benchmark's 'MlpPolicy'", "seed": "use --seeds"}
 
 
 class CartPoleNoVelEnv(CartPoleEnv):
@@ -141,27 +164,161 @@ def make_envs(seed: int) -> tuple[VecNormalize, VecNormalize]:
     return env, eval_env
 
 
-def hyperparameters(method: str) -> dict[str, Any]:
+def parse_value(key: str, text: str) -> Any:
+    """
+    A ``--set`` value, read as the shipped hyperparameter files are: YAML (``64``, ``0.01``, ``false``, ``null``,
+    ``[64, 64]``; ``7e-4`` too, which YAML 1.1 alone reads as a string), ``lin_<x>`` as SB3's
+    ``LinearSchedule(x, 0.0, 1.0)`` (rl-zoo3's reading, :func:`sb3_dqfd.common.hyperparams.parse_hyperparameter`).
+
+    :param key: the constructor argument, or ``policy_kwargs.<name>``
+    :param text: the value as given
+    :return: the value to pass
+    :raises ValueError: ``text`` is not YAML, or not a number after ``lin_``
+    """
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = str(error).splitlines()[0]
+        raise ValueError(f"--set {key}={text}: the value is not valid YAML ({problem})") from None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)  # YAML 1.1 reads "7e-4" as a string
+    return parse_hyperparameter(key.rpartition(".")[2], value, "--set")
+
+
+def override_label(method: str, overrides: dict[str, str]) -> str:
     """
     :param method: one of :data:`METHODS`
+    :param overrides: ``--set``'s keys and value texts
+    :return: the name of ``method``'s runs: ``method`` followed by the overrides that change it, e.g.
+        ``"TransformerPPO (test settings) [policy_kwargs.d_model=64]"`` (``method`` itself without any, and for
+        RecurrentPPO, which ``--set`` leaves as it is)
+    """
+    if not overrides or method not in TRANSFORMER_METHODS:
+        return method
+    return f"{method} [{', '.join(f'{key}={text}' for key, text in overrides.items())}]"
+
+
+def run_directory_name(label: str, seed: int) -> str:
+    """
+    :param label: a method's label (:func:`override_label`)
+    :param seed: the run's seed
+    :return: the name of the run's log directory, e.g. ``TransformerPPO_test_settings_seed1``
+    """
+    name = re.sub(r"[()\[\]]", "", label.replace(" ", "_"))
+    name = re.sub(r"[^\w.=+-]", "_", name)
+    return f"{name}_seed{seed}"
+
+
+def policy_keywords(algorithm: type[BaseAlgorithm]) -> set[str] | None:
+    """
+    :param algorithm: a transformer algorithm
+    :return: the keywords its ``MlpPolicy`` takes in ``policy_kwargs``, None if it takes any (``**kwargs``)
+    """
+    parameters = inspect.signature(algorithm.policy_aliases["MlpPolicy"].__init__).parameters
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return None
+    return set(parameters) - {"self", "observation_space", "action_space", "lr_schedule"}
+
+
+def check_override_key(key: str, method: str) -> None:
+    """
+    :param key: a ``--set`` key
+    :param method: one of :data:`TRANSFORMER_METHODS`
+    :raises ValueError: ``method``'s algorithm (or its policy, for ``policy_kwargs.<name>``) does not take ``key``
+    """
+    algorithm = TRANSFORMER_METHODS[method]
+    name = method if method == algorithm.__name__ else f"{method} ({algorithm.__name__})"
+    if key in RUN_ARGUMENTS:
+        raise ValueError(f"--set {key}: the benchmark sets {key} itself ({RUN_ARGUMENTS[key]})")
+    if key == "policy_kwargs":
+        raise ValueError("--set policy_kwargs: set one policy keyword at a time, as policy_kwargs.<name>=VALUE")
+    if key.startswith("policy_kwargs."):
+        argument, known = key.removeprefix("policy_kwargs."), policy_keywords(algorithm)
+        what = f"the policy of {name} ({algorithm.policy_aliases['MlpPolicy'].__name__}) takes no keyword {argument!r}"
+    else:
+        argument, known = key, constructor_keys(algorithm) - set(RUN_ARGUMENTS)
+        what = f"{name} takes no argument {argument!r}"
+    if known is None or argument in known:
+        return
+    takers = [other for other, cls in TRANSFORMER_METHODS.items() if argument in constructor_keys(cls) - set(RUN_ARGUMENTS)]
+    guess = difflib.get_close_matches(argument, sorted(known), n=1)
+    if takers:
+        hint = f" ({', '.join(takers)} do: leave {name} out of --methods)"
+    else:
+        hint = f" (did you mean {guess[0]}?)" if guess else ""
+    raise ValueError(f"--set {key}: {what}{hint}; it takes {', '.join(sorted(known))}")
+
+
+def parse_overrides(texts: list[str], methods: list[str]) -> dict[str, str]:
+    """
+    Check ``--set``'s ``KEY=VALUE`` texts against the selected methods.
+
+    :param texts: the ``--set`` texts, in the order given
+    :param methods: the selected methods
+    :return: the value text of each key (stripped), in the order given
+    :raises ValueError: a text without ``=``, an empty key or value, a key given twice, a value that does not parse,
+        a key that a selected transformer method does not take, or no transformer method selected
+    """
+    overrides: dict[str, str] = {}
+    for text in texts:
+        key, separator, value = (part.strip() for part in text.partition("="))
+        if not separator:
+            raise ValueError(f"--set {text!r}: expected KEY=VALUE (e.g. n_epochs=4 or policy_kwargs.d_model=64)")
+        if not key:
+            raise ValueError(f"--set {text!r}: empty KEY (expected KEY=VALUE, e.g. n_epochs=4)")
+        if not value:
+            raise ValueError(f"--set {text!r}: empty VALUE (write null for None)")
+        if key in overrides:
+            raise ValueError(f"--set {key}: given twice ({key}={overrides[key]} and {key}={value})")
+        parse_value(key, value)
+        overrides[key] = value
+    selected = [method for method in methods if method in TRANSFORMER_METHODS]
+    if overrides and not selected:
+        raise ValueError(
+            f"--set changes the transformer methods only ({', '.join(TRANSFORMER_METHODS)}), not RecurrentPPO, the "
+            "reference: select one with --methods"
+        )
+    for key in overrides:
+        for method in selected:
+            check_override_key(key, method)
+    return overrides
+
+
+def hyperparameters(method: str, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """
+    :param method: one of :data:`METHODS`
+    :param overrides: ``--set``'s keys and value texts (:func:`parse_overrides`), applied to the transformer methods;
+        RecurrentPPO, the reference, ignores them
     :return: the constructor arguments of ``method`` (policy, env and seed left out)
     """
     if method == "RecurrentPPO":
         return {**TEST_RECURRENT_PPO, "policy_kwargs": dict(TEST_RECURRENT_PPO["policy_kwargs"])}
     if method == "TransformerPPO":
-        return shipped_hyperparameters(TransformerPPO, ENV_ID)
-    if method == "TransformerPPO (test settings)":
+        settings = shipped_hyperparameters(TransformerPPO, ENV_ID)
+    elif method == "TransformerPPO (test settings)":
         encoder = shipped_hyperparameters(TransformerPPO, ENV_ID)["policy_kwargs"]
         settings = {key: value for key, value in TEST_RECURRENT_PPO.items() if key != "policy_kwargs"}
-        return {**settings, "policy_kwargs": {**encoder, "share_encoder": False}}
-    if method == "TransformerA2C":
-        return shipped_hyperparameters(TransformerA2C, ENV_ID)
-    raise ValueError(f"unknown method {method!r}, expected one of {METHODS}")
+        settings = {**settings, "policy_kwargs": {**encoder, "share_encoder": False}}
+    elif method == "TransformerA2C":
+        settings = shipped_hyperparameters(TransformerA2C, ENV_ID)
+    else:
+        raise ValueError(f"unknown method {method!r}, expected one of {METHODS}")
+    if not overrides:
+        return settings
+    settings = dict(settings)
+    for key, text in overrides.items():
+        value = parse_value(key, text)
+        if key.startswith("policy_kwargs."):
+            settings["policy_kwargs"] = {**(settings.get("policy_kwargs") or {}), key.removeprefix("policy_kwargs."): value}
+        else:
+            settings[key] = value
+    return settings
 
 
-def build(method: str, env: VecEnv, seed: int) -> BaseAlgorithm:
-    """The model of ``method`` on ``env``."""
-    settings = hyperparameters(method)
+def build(method: str, env: VecEnv, seed: int, overrides: dict[str, str] | None = None) -> BaseAlgorithm:
+    """The model of ``method`` on ``env``, with ``--set``'s ``overrides`` if it is a transformer method."""
+    settings = hyperparameters(method, overrides)
     if method == "RecurrentPPO":
         return RecurrentPPO("MlpLstmPolicy", env, seed=seed, **settings)
     if method == "TransformerA2C":
@@ -198,16 +355,20 @@ def run_one(job: tuple[str, int, dict[str, Any]]) -> tuple[LearningCurve, dict[s
     """
     One run of the test with ``method`` (in its own process, one torch thread).
 
-    :param job: method, seed and settings (budget, eval_freq, eval_episodes, final_episodes, log_dir)
-    :return: the eval curve and the run's record (pass, final mean, steps/s, cpu share, log path)
+    :param job: method, seed and settings (budget, eval_freq, eval_episodes, final_episodes, log_dir, and
+        ``--set``'s overrides, if any)
+    :return: the eval curve and the run's record (pass, final mean, steps/s, cpu share, log path), under the method's
+        label (:func:`override_label`)
     """
     th.set_num_threads(1)
     method, seed, settings = job
+    overrides = settings.get("overrides") or {}
+    label = override_label(method, overrides)
     env, eval_env = make_envs(seed)
-    model = build(method, env, seed)
-    run_dir = Path(settings["log_dir"]) / f"{method.replace(' ', '_').replace('(', '').replace(')', '')}_seed{seed}"
+    model = build(method, env, seed, overrides)
+    run_dir = Path(settings["log_dir"]) / run_directory_name(label, seed)
     model.set_logger(configure(str(run_dir), ["csv"]))
-    curve = LearningCurve(label=method, seed=seed)
+    curve = LearningCurve(label=label, seed=seed)
     callback = TimedEvalCallback(
         curve,
         eval_env,
@@ -224,7 +385,7 @@ def run_one(job: tuple[str, int, dict[str, Any]]) -> tuple[LearningCurve, dict[s
     returns, _ = evaluate_policy(model, env, n_eval_episodes=settings["final_episodes"], return_episode_rewards=True)
     final_mean = float(np.mean(returns))
     record = {
-        "method": method,
+        "method": label,
         "seed": seed,
         "passed": final_mean > REWARD_THRESHOLD,
         "final_mean": final_mean,
@@ -236,7 +397,7 @@ def run_one(job: tuple[str, int, dict[str, Any]]) -> tuple[LearningCurve, dict[s
         "log": str(run_dir / "progress.csv"),
     }
     print(
-        f"{method} seed {seed}: {'PASS' if record['passed'] else 'FAIL'} final {final_mean:.1f}, evals "
+        f"{label} seed {seed}: {'PASS' if record['passed'] else 'FAIL'} final {final_mean:.1f}, evals "
         f"{np.round(curve.mean_returns, 1).tolist()} ({record['steps_per_second']:.0f} env steps/s, "
         f"cpu share {cpu_share:.2f})",
         flush=True,
@@ -288,6 +449,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--final-episodes", type=int, default=FINAL_EPISODES, help="episodes of the final check (10)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the JSON, PNG and logs go")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="repeatable: override a constructor argument of the transformer methods (KEY: an argument every selected "
+        "one takes, or policy_kwargs.<name> for a policy keyword); VALUE is YAML (64, 7e-4, false, null, [64, 64]) or "
+        "lin_<x>, a linear schedule from x to 0 as in rl-zoo3. RecurrentPPO, the reference, is run unchanged "
+        "(--set with RecurrentPPO alone is an error). The runs are labelled '<method> [KEY=VALUE, ...]' and the "
+        "JSON's metadata lists the overrides; needs another --output-dir than the default",
+    )
     args = parser.parse_args(argv)
     for name in ("seeds", "budget", "eval_freq", "eval_episodes", "final_episodes", "jobs"):
         if getattr(args, name) < 1:
@@ -295,6 +468,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.eval_freq < N_ENVS:
         parser.error(f"--eval-freq must be at least {N_ENVS} (one step of the {N_ENVS} envs)")
     args.methods = list(dict.fromkeys(args.methods))
+    try:
+        args.overrides = parse_overrides(args.overrides or [], args.methods)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.overrides and args.output_dir.resolve() == RESULTS.resolve():
+        parser.error(f"--set needs another --output-dir: {RESULTS} holds the results of the runs without overrides")
     return args
 
 
@@ -307,13 +486,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         final_episodes=args.final_episodes,
         log_dir=str(args.output_dir / "logs"),
     )
+    if args.overrides:
+        settings["overrides"] = args.overrides
     # Seed by seed, so that a stopped run still compares the methods on the same seeds
     jobs = [(method, seed, settings) for seed in range(1, args.seeds + 1) for method in args.methods]
     json_path, png_path = args.output_dir / "bench_stability.json", args.output_dir / "bench_stability.png"
     metadata: dict[str, Any] = {
         "command": " ".join(["python", *(sys.argv if argv is None else ["benchmarks/bench_stability.py", *argv])]),
         "test": "sb3-contrib 2.9.2 tests/test_lstm.py::test_ppo_lstm_performance",
-        "settings": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+        "settings": {
+            key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items() if key != "overrides"
+        },
         "protocol": dict(
             n_envs=N_ENVS,
             n_eval_envs=N_EVAL_ENVS,
@@ -321,8 +504,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             reward_threshold=REWARD_THRESHOLD,
         ),
         "machine": {"python": platform.python_version(), "torch": th.__version__, "cpus": os.cpu_count()},
-        "hyperparameters": {method: {k: repr(v) for k, v in hyperparameters(method).items()} for method in args.methods},
+        "hyperparameters": {
+            override_label(method, args.overrides): {k: repr(v) for k, v in hyperparameters(method, args.overrides).items()}
+            for method in args.methods
+        },
     }
+    if args.overrides:
+        metadata["overrides"] = {
+            "values": args.overrides,
+            "methods": [method for method in args.methods if method in TRANSFORMER_METHODS],
+            "unchanged": [method for method in args.methods if method not in TRANSFORMER_METHODS],
+        }
 
     def save(done: list[tuple[LearningCurve, dict[str, Any]]], complete: bool) -> None:
         records = [record for _, record in done]

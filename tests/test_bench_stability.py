@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from gymnasium.envs.classic_control import CartPoleEnv
 from stable_baselines3.common.env_checker import check_env
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecNormalize
 
+from sb3_dqfd.common.experiment import LearningCurve
 from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.transformer_a2c import TransformerA2C
 from sb3_dqfd.transformer_ppo import TransformerPPO
@@ -91,7 +93,7 @@ def test_settings(bench):
 @pytest.mark.parametrize(
     "method, algorithm, log_interval",
     [
-        ("TransformerPPO", TransformerPPO, 4),  # 32 steps x 8 envs a rollout
+        ("TransformerPPO", TransformerPPO, 1),  # 128 steps x 8 envs a rollout
         ("TransformerPPO (test settings)", TransformerPPO, 1),  # 128 x 8
         ("TransformerA2C", TransformerA2C, 16),  # 8 x 8
     ],
@@ -144,6 +146,216 @@ def test_bad_options_are_refused(bench, capsys, argv, message):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "key, text, expected",
+    [
+        ("n_epochs", "4", 4),
+        ("ent_coef", "0.01", 0.01),
+        ("learning_rate", "7e-4", 0.0007),  # YAML 1.1 alone reads "7e-4" as a string
+        ("learning_rate", "1.5e-4", 0.00015),
+        ("normalize_value_targets", "false", False),
+        ("normalize_advantage", "true", True),
+        ("target_kl", "null", None),
+        ("policy_kwargs.d_model", "64", 64),
+        ("policy_kwargs.share_encoder", "false", False),
+        ("policy_kwargs.optimizer_kwargs", "{eps: 0.00001}", {"eps": 0.00001}),
+        ("policy_kwargs.optimizer_kwargs", "dict(eps=1e-5)", {"eps": 1e-5}),  # as in the hyperparameter files
+        ("policy_kwargs.positional_encoding", "sinusoidal", "sinusoidal"),
+    ],
+)
+def test_set_values(bench, key, text, expected):
+    value = bench.parse_value(key, text)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("key, text, start", [("learning_rate", "lin_7e-4", 7e-4), ("clip_range", "lin_0.2", 0.2)])
+def test_set_linear_schedules(bench, key, text, start):
+    # rl-zoo3's lin_<x>: SB3's LinearSchedule(x, 0.0, 1.0), from x at the start (progress 1) to 0 at the end
+    schedule = bench.parse_value(key, text)
+    assert isinstance(schedule, LinearSchedule)
+    assert (schedule.start, schedule.end, schedule.end_fraction) == (start, 0.0, 1.0)
+    assert (schedule(1.0), schedule(0.5), schedule(0.0)) == pytest.approx((start, start / 2, 0.0))
+
+
+def test_set_labels(bench):
+    overrides = {"policy_kwargs.d_model": "64", "learning_rate": "lin_7e-4"}
+    assert (
+        bench.override_label("TransformerPPO (test settings)", {"policy_kwargs.d_model": "64"})
+        == "TransformerPPO (test settings) [policy_kwargs.d_model=64]"
+    )
+    assert (
+        bench.override_label("TransformerA2C", overrides)
+        == "TransformerA2C [policy_kwargs.d_model=64, learning_rate=lin_7e-4]"
+    )
+    # RecurrentPPO runs as the test has it, and no override means the plain method
+    assert bench.override_label("RecurrentPPO", overrides) == "RecurrentPPO"
+    assert [bench.override_label(method, {}) for method in bench.METHODS] == bench.METHODS
+    # Log directories: the names the runs without --set always had, and a distinct one with it
+    for method in bench.METHODS:
+        old_name = f"{method.replace(' ', '_').replace('(', '').replace(')', '')}_seed3"
+        assert bench.run_directory_name(method, 3) == old_name
+    label = bench.override_label("TransformerPPO (test settings)", {"policy_kwargs.net_arch": "[64, 64]", "n_epochs": "4"})
+    name = bench.run_directory_name(label, 1)
+    assert name == "TransformerPPO_test_settings_policy_kwargs.net_arch=64__64__n_epochs=4_seed1"
+    assert name != bench.run_directory_name("TransformerPPO (test settings)", 1) and "/" not in name
+
+
+@pytest.mark.parametrize("method", ["TransformerPPO", "TransformerPPO (test settings)", "TransformerA2C"])
+def test_set_hyperparameters(bench, method):
+    plain = bench.hyperparameters(method)
+    overrides = {
+        "n_steps": "64",
+        "ent_coef": "0.01",
+        "normalize_value_targets": "false",
+        "learning_rate": "lin_7e-4",
+        "policy_kwargs.d_model": "64",
+        "policy_kwargs.context_len": "8",
+    }
+    changed = bench.hyperparameters(method, overrides)
+    schedule = changed.pop("learning_rate")
+    assert isinstance(schedule, LinearSchedule) and schedule.start == 7e-4
+    expected = {
+        **{key: value for key, value in plain.items() if key != "learning_rate"},
+        "n_steps": 64,
+        "ent_coef": 0.01,
+        "normalize_value_targets": False,
+        "policy_kwargs": {**plain["policy_kwargs"], "d_model": 64, "context_len": 8},
+    }
+    assert changed == expected
+    # The method's own settings are not changed by it
+    assert bench.hyperparameters(method) == plain
+    assert bench.hyperparameters(method, {}) == plain
+
+
+def test_set_leaves_recurrent_ppo_alone(bench):
+    overrides = {"n_steps": "64", "policy_kwargs.d_model": "64"}
+    assert bench.hyperparameters("RecurrentPPO", overrides) == bench.TEST_RECURRENT_PPO
+    args = bench.parse_args(["--methods", "TransformerA2C", "RecurrentPPO", "--set", "n_steps=64", "--output-dir", "runs"])
+    assert args.methods == ["TransformerA2C", "RecurrentPPO"] and args.overrides == {"n_steps": "64"}
+
+
+def test_set_options(bench):
+    assert bench.parse_args([]).overrides == {}
+    args = bench.parse_args(
+        [
+            "--methods",
+            "TransformerPPO (test settings)",
+            "--set",
+            "policy_kwargs.d_model=64",
+            "--set",
+            " n_epochs = 4 ",
+            "--set",
+            "clip_range=lin_0.2",
+            "--output-dir",
+            "runs",
+        ]
+    )
+    # In the order given, keys and values stripped, values kept as given (the label shows them so)
+    assert list(args.overrides.items()) == [("policy_kwargs.d_model", "64"), ("n_epochs", "4"), ("clip_range", "lin_0.2")]
+
+
+def test_set_build(bench):
+    env, _ = bench.make_envs(seed=2)
+    overrides = {"n_epochs": "4", "policy_kwargs.d_model": "64", "policy_kwargs.context_len": "8", "learning_rate": "lin_7e-4"}
+    model = bench.build("TransformerPPO (test settings)", env, seed=2, overrides=overrides)
+    assert (model.n_epochs, model.n_steps, model.batch_size) == (4, 128, 256)
+    assert (model.policy.d_model, model.policy.context_len, model.policy.share_encoder) == (64, 8, False)
+    assert isinstance(model.learning_rate, LinearSchedule) and model.lr_schedule(0.5) == pytest.approx(3.5e-4)
+    model = bench.build("TransformerA2C", env, seed=2, overrides={"n_steps": "16", "normalize_value_targets": "false"})
+    assert model.n_steps == 16 and not model.normalize_value_targets and bench.log_interval(model) == 8
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "n_epochs"], "--set 'n_epochs': expected KEY=VALUE"),
+        (["--set", "=4"], "--set '=4': empty KEY"),
+        (["--set", "n_epochs="], "--set 'n_epochs=': empty VALUE"),
+        (["--methods", "TransformerPPO", "--set", "n_epochs=4", "--set", "n_epochs=5"], "--set n_epochs: given twice"),
+        (["--methods", "TransformerPPO", "--set", "n_epochs=[4,"], "--set n_epochs=[4,: the value is not valid YAML"),
+        (["--methods", "TransformerPPO", "--set", "learning_rate=lin_fast"], "'lin_fast' is not a linear schedule"),
+        (["--methods", "RecurrentPPO", "--set", "n_epochs=4"], "--set changes the transformer methods only"),
+        (["--methods", "TransformerPPO", "--set", "n_epoch=4"], "TransformerPPO takes no argument 'n_epoch'"),
+        (["--methods", "TransformerPPO", "--set", "n_epoch=4"], "(did you mean n_epochs?)"),
+        (["--methods", "TransformerPPO (test settings)", "--set", "lstm_hidden_size=64"], "takes no argument 'lstm_hidden"),
+        # Checked against every selected method: TransformerA2C has no epochs (the default methods include it)
+        (["--set", "n_epochs=4"], "TransformerA2C takes no argument 'n_epochs'"),
+        (["--methods", "TransformerPPO", "TransformerA2C", "--set", "batch_size=64"], "leave TransformerA2C out of --methods"),
+        (
+            ["--methods", "TransformerA2C", "--set", "policy_kwargs.dmodel=64"],
+            "takes no keyword 'dmodel' (did you mean d_model?)",
+        ),
+        (["--methods", "TransformerPPO", "--set", "policy_kwargs.lstm_hidden_size=64"], "takes no keyword 'lstm_hidden_size'"),
+        (["--methods", "TransformerPPO", "--set", "policy_kwargs={d_model: 64}"], "set one policy keyword at a time"),
+        (["--methods", "TransformerPPO", "--set", "seed=3"], "the benchmark sets seed itself (use --seeds)"),
+        (["--methods", "TransformerPPO", "--set", "policy=CnnPolicy"], "the benchmark sets policy itself"),
+        # The default output directory holds the committed results of the runs without overrides
+        (["--methods", "TransformerPPO", "--set", "n_epochs=4"], "--set needs another --output-dir"),
+    ],
+)
+def test_bad_set_is_refused(bench, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        bench.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def fake_runs(bench):
+    """A stand-in for ``run_in_processes`` that trains nothing: each job's record under the label run_one gives it."""
+
+    def run_in_processes(function, jobs, max_workers, on_result=None):
+        results = []
+        for method, seed, settings in jobs:
+            label = bench.override_label(method, settings.get("overrides") or {})
+            curve = LearningCurve(label, seed, timesteps=[8], mean_returns=[9.0], std_returns=[0.0], train_seconds=1.0)
+            record = dict(
+                method=label, seed=seed, passed=False, final_mean=9.0, steps_per_second=8.0, steps_per_cpu_second=8.0
+            )
+            results.append((curve, record | {"settings": settings}))
+            if on_result is not None:
+                on_result(results)
+        return results
+
+    return run_in_processes
+
+
+def test_set_recorded_in_the_results(bench, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench, "run_in_processes", fake_runs(bench))
+    argv = ["--methods", "TransformerPPO (test settings)", "RecurrentPPO", "--seeds", "1", "--output-dir", str(tmp_path)]
+    bench.main([*argv, "--set", "policy_kwargs.d_model=64", "--set", "learning_rate=lin_7e-4"])
+    label = "TransformerPPO (test settings) [policy_kwargs.d_model=64, learning_rate=lin_7e-4]"
+    saved = json.loads((tmp_path / "bench_stability.json").read_text())["metadata"]
+    assert saved["overrides"] == {
+        "values": {"policy_kwargs.d_model": "64", "learning_rate": "lin_7e-4"},
+        "methods": ["TransformerPPO (test settings)"],
+        "unchanged": ["RecurrentPPO"],
+    }
+    assert "--set policy_kwargs.d_model=64 --set learning_rate=lin_7e-4" in saved["command"]
+    assert list(saved["hyperparameters"]) == [label, "RecurrentPPO"]
+    assert "'d_model': 64" in saved["hyperparameters"][label]["policy_kwargs"]
+    assert saved["hyperparameters"][label]["learning_rate"].startswith("LinearSchedule(start=0.0007")
+    assert [run["method"] for run in saved["runs"]] == [label, "RecurrentPPO"]
+    assert [row["method"] for row in saved["summary"]] == [label, "RecurrentPPO"]
+    # Every job gets the overrides; run_one applies them to the transformer methods only
+    assert all(run["settings"]["overrides"] == saved["overrides"]["values"] for run in saved["runs"])
+    assert f"| {label} | 0/1 |" in capsys.readouterr().out
+    # Without --set, the results are as they always were: the plain method names, no overrides anywhere
+    bench.main(argv)
+    saved = json.loads((tmp_path / "bench_stability.json").read_text())["metadata"]
+    assert "overrides" not in saved and "overrides" not in saved["runs"][0]["settings"]
+    assert list(saved["settings"]) == [
+        "methods",
+        "seeds",
+        "budget",
+        "eval_freq",
+        "eval_episodes",
+        "final_episodes",
+        "jobs",
+        "output_dir",
+    ]
+    assert list(saved["hyperparameters"]) == ["TransformerPPO (test settings)", "RecurrentPPO"]
+    assert [run["method"] for run in saved["runs"]] == ["TransformerPPO (test settings)", "RecurrentPPO"]
 
 
 def test_summary_counts_passes_as_the_test(bench):

@@ -9,7 +9,7 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
-from stable_baselines3.common.vec_env import VecTransposeImage
+from stable_baselines3.common.vec_env import VecNormalize, VecTransposeImage
 from test_transformer_a2c import CartPoleNoVel, RandomEnv
 
 from sb3_dqfd import TransformerA2C, TransformerPPO
@@ -214,3 +214,27 @@ def test_multi_input_policy_is_accepted_for_dict_observations_and_required_by_sb
         with pytest.raises(ValueError, match="You must use `MultiInputPolicy`"):
             algorithm("MlpPolicy", env)
         assert algorithm("MultiInputPolicy", env, policy_kwargs=dict(context_len=2)).policy is not None
+
+
+@pytest.mark.parametrize("algorithm", [TransformerA2C, TransformerPPO])
+def test_observations_are_standardized_once_under_vec_normalize(tmp_path, algorithm):
+    kwargs = dict(n_steps=8, batch_size=16) if algorithm is TransformerPPO else dict(n_steps=8)
+    # VecNormalize standardizes the observations: the policy's own running standardization is switched off ...
+    model = algorithm("MlpPolicy", VecNormalize(make_vec_env("CartPole-v1", n_envs=2)), **kwargs)
+    assert not model.policy.normalize_observations and not model.policy.standardize
+    model.learn(16)
+    assert float(model.policy.obs_count) == 0.0
+    # ... and stays off after a save/load without VecNormalize
+    model.save(tmp_path / "model")
+    assert not algorithm.load(tmp_path / "model", env=make_vec_env("CartPole-v1", n_envs=2)).policy.normalize_observations
+    # Without VecNormalize, or when VecNormalize leaves observations alone, the policy standardizes them
+    for env in (make_vec_env("CartPole-v1", n_envs=2), VecNormalize(make_vec_env("CartPole-v1", n_envs=2), norm_obs=False)):
+        assert algorithm("MlpPolicy", env, **kwargs).policy.normalize_observations
+    # Asking for both is an error that says what to do
+    with pytest.raises(ValueError, match=r"VecNormalize\(norm_obs=True\) already standardizes"):
+        algorithm(
+            "MlpPolicy",
+            VecNormalize(make_vec_env("CartPole-v1", n_envs=2)),
+            policy_kwargs=dict(normalize_observations=True),
+            **kwargs,
+        )

@@ -12,6 +12,7 @@ import pytest
 import rl_zoo3.import_envs  # noqa: F401  (registers CartPoleNoVel-v1)
 import yaml
 from rl_zoo3 import hyperparams_opt, utils
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_dqfd.common.demonstrations import record_demonstrations, save_demonstrations
@@ -233,14 +234,15 @@ def test_shipped_entries_build_models(algo: str, env_id: str, tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)
     algorithm = SHIPPED[algo][0]
     hyperparams = load_hyperparameters(HYPERPARAMS_DIR / f"{algo}.yml", env_id, algorithm)
-    for key in ("n_timesteps", "n_envs"):
-        hyperparams.pop(key, None)
+    hyperparams.pop("n_timesteps")
+    # As rl-zoo3 builds them: an on-policy batch may span the rollouts of several envs
+    n_envs = hyperparams.pop("n_envs", 1)
     if "demonstrations" in hyperparams:
         _record(env_id, Path(hyperparams["demonstrations"]))
     hyperparams["buffer_size"] = 5_000 if algo == "dqfd" else None
     hyperparams = {key: value for key, value in hyperparams.items() if value is not None}
-    model = algorithm(env=env_id, **hyperparams)
-    assert model.policy is not None
+    model = algorithm(env=make_vec_env(env_id, n_envs=n_envs), **hyperparams)
+    assert model.policy is not None and model.n_envs == n_envs
 
 
 def _zoo(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, str]:
@@ -299,12 +301,12 @@ def test_rl_zoo3_train_and_enjoy_with_transformer_a2c(
 def test_rl_zoo3_train_and_enjoy_with_transformer_ppo(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # One rollout of the shipped entry (8 envs x 32 steps), one epoch
-    train = ["train", "--algo", "transformer_ppo", "--env", "CartPoleNoVel-v1", "-n", "256", "--eval-freq", "-1"]
+    # One rollout of the shipped entry (8 envs x 128 steps), one epoch
+    train = ["train", "--algo", "transformer_ppo", "--env", "CartPoleNoVel-v1", "-n", "1024", "--eval-freq", "-1"]
     assert _zoo(capsys, monkeypatch, *train, "-f", "logs", "--seed", "0", "-params", "n_epochs:1")[0] == 0
     model = TransformerPPO.load(workdir / "logs" / "transformer_ppo" / "CartPoleNoVel-v1_1" / "CartPoleNoVel-v1.zip")
     assert model.policy_kwargs["context_len"] == 16
-    assert (model.batch_size, model.n_epochs, model._n_updates) == (32, 1, 1)
+    assert (model.batch_size, model.n_epochs, model._n_updates) == (256, 1, 1)
     enjoy = ["enjoy", "--algo", "transformer_ppo", "--env", "CartPoleNoVel-v1", "-f", "logs", "--no-render", "-n", "50"]
     assert _zoo(capsys, monkeypatch, *enjoy)[0] == 0
 
@@ -352,7 +354,14 @@ DOCUMENTED_DEVIATIONS = {
         "exploration_fraction",
         "pretrain_steps",
     },
-    ("transformer_ppo", "CartPoleNoVel-v1"): {"n_steps", "batch_size", "gamma", "gae_lambda"},
+    ("transformer_ppo", "CartPoleNoVel-v1"): {
+        "learning_rate",
+        "n_steps",
+        "batch_size",
+        "gae_lambda",
+        "max_grad_norm",
+        "share_encoder",
+    },
     ("sacfd", "LunarLanderContinuous-v3"): {"buffer_size", "learning_starts", "pretrain_steps", "bc_coef", "q_filter"},
     ("td3fd", "LunarLanderContinuous-v3"): {"buffer_size", "learning_starts", "pretrain_steps", "bc_coef", "q_filter"},
 }
@@ -380,4 +389,5 @@ def test_shipped_values_differ_from_the_class_defaults_only_where_their_header_s
     env = gym.make(env_id)
     policy = algorithm.policy_aliases[entry["policy"]](env.observation_space, env.action_space, lambda _: 1e-3)
     for key, value in entry["policy_kwargs"].items():
-        assert getattr(policy, key) == value, (key, getattr(policy, key), value)
+        if key not in DOCUMENTED_DEVIATIONS.get((algo, env_id), set()):
+            assert getattr(policy, key) == value, (key, getattr(policy, key), value)

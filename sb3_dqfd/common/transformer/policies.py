@@ -259,7 +259,8 @@ class TransformerActorCriticPolicy(BasePolicy):
         extractor) with running statistics saved with the model; images are divided by 255 instead (see
         ``normalize_images``), discrete entries one-hot encoded. The statistics only change when the algorithm calls
         :meth:`update_observation_normalization` after a gradient step, so the windows of a rollout are read with the
-        same statistics at collection and at training time.
+        same statistics at collection and at training time. The algorithms switch it off under a ``VecNormalize``
+        that normalizes observations (standardize once).
     :param use_prev_action: add the previous action to each token
     :param share_encoder: one encoder for actor and critic (False: two encoders, as the reference report used)
     :param state_dependent_std: for Box actions, predict the log-std from the encoding (clamped to
