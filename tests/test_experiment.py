@@ -1,7 +1,9 @@
 """Learning curves, their summaries, tables, plots and JSON."""
 
 import json
+import signal
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
 
+from sb3_dqfd.common import experiment
 from sb3_dqfd.common.experiment import (
     ZOO_DQN_HYPERPARAMS,
     LearningCurve,
@@ -154,6 +157,35 @@ def test_run_in_processes_keeps_job_order_and_reports_each_finished_run():
     assert seen[0] == [1] and sorted(seen[-1]) == [1, 4, 16]  # completion order, the slow job last
     with pytest.raises(ValueError, match="max_workers must be at least 1"):
         run_in_processes(slow_square, [1], max_workers=0)
+
+
+def touch_after_a_while(path: str) -> str:
+    time.sleep(0.2)
+    Path(path).touch()
+    return path
+
+
+def test_run_in_processes_starts_no_queued_job_after_ctrl_c(tmp_path):
+    def ctrl_c(finished: list[str]) -> None:
+        raise KeyboardInterrupt
+
+    jobs = [str(tmp_path / f"job{index}") for index in range(8)]
+    with pytest.raises(KeyboardInterrupt):
+        run_in_processes(touch_after_a_while, jobs, max_workers=1, on_result=ctrl_c)
+    time.sleep(1.5)  # the jobs already handed to the worker end (a Ctrl-C in the main process only); no other starts
+    # 1 finished + at most 1 running and 2 in the pool's call queue (max_workers + 1)
+    assert 1 <= len(list(tmp_path.iterdir())) <= 4
+
+
+def test_a_worker_starts_no_job_after_a_ctrl_c(monkeypatch):
+    monkeypatch.setattr(experiment, "_interrupted", True)
+    with pytest.raises(KeyboardInterrupt, match="queued before a Ctrl-C"):
+        experiment._call_unless_interrupted(pytest.fail, "a job")
+    monkeypatch.setattr(experiment, "_interrupted", False)
+    assert experiment._call_unless_interrupted(str.upper, "a job") == "A JOB"
+    with pytest.raises(KeyboardInterrupt):  # the handler a worker installs: stops the running job, marks the worker
+        experiment._record_interrupt(signal.SIGINT, None)
+    assert experiment._interrupted
 
 
 def test_retention_is_the_lowest_later_evaluation_over_the_pretrained_one_from_the_floor():

@@ -1,6 +1,7 @@
 """Training runs with periodic evaluation, their learning curves, result tables and plots (CLI, examples, benchmarks)."""
 
 import json
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -411,6 +412,31 @@ def plot_curves(curves: Sequence[LearningCurve], path: str | Path, title: str, t
     plt.close(figure)
 
 
+#: In a worker process of :func:`run_in_processes`: set by the first Ctrl-C, after which queued jobs do not start
+_interrupted = False
+#: Pools stopped by an error: kept alive so that their manager thread still cancels the queued jobs (it skips the
+#: cancellation when the pool has been garbage collected)
+_stopped_pools: list[ProcessPoolExecutor] = []
+
+
+def _record_interrupt(signum: int, frame: Any) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _install_interrupt_handler() -> None:
+    """Worker initializer: a Ctrl-C stops the running job and marks the worker interrupted."""
+    signal.signal(signal.SIGINT, _record_interrupt)
+
+
+def _call_unless_interrupted(function: Callable[[JobT], ResultT], job: JobT) -> ResultT:
+    """In a worker: run ``function(job)``, unless a Ctrl-C came first (the job was queued in the worker's pipe)."""
+    if _interrupted:
+        raise KeyboardInterrupt("not started: queued before a Ctrl-C")
+    return function(job)
+
+
 def run_in_processes(
     function: Callable[[JobT], ResultT],
     jobs: Sequence[JobT],
@@ -421,7 +447,9 @@ def run_in_processes(
     Run ``function`` on every job in worker processes, ``max_workers`` at a time; results in the order of ``jobs``.
 
     ``on_result`` sees the results finished so far (in completion order) after each job: a long benchmark can save
-    them, so that stopping it keeps every run that ended.
+    them, so that stopping it keeps every run that ended. On Ctrl-C (or a failed run) the queued jobs are cancelled
+    rather than started (leaving a pool's ``with`` block would run every one of them, unsaved), and the jobs already
+    handed to a worker do not start after a Ctrl-C.
 
     :param function: a module-level function (it is pickled into the workers)
     :param jobs: its arguments, one per run
@@ -432,12 +460,18 @@ def run_in_processes(
     if max_workers < 1:
         raise ValueError(f"max_workers must be at least 1, got {max_workers}")
     results: dict[int, ResultT] = {}
-    with ProcessPoolExecutor(max_workers=max_workers) as pool:
-        futures = {pool.submit(function, job): index for index, job in enumerate(jobs)}
+    pool = ProcessPoolExecutor(max_workers=max_workers, initializer=_install_interrupt_handler)
+    try:
+        futures = {pool.submit(_call_unless_interrupted, function, job): index for index, job in enumerate(jobs)}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             if on_result is not None:
                 on_result(list(results.values()))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _stopped_pools.append(pool)
+        raise
+    pool.shutdown()
     return [results[index] for index in range(len(jobs))]
 
 
