@@ -26,7 +26,8 @@ class TransformerOnPolicyAlgorithm(OnPolicyAlgorithm):
     The policy's running statistics travel with the model: PopArt value statistics (van Hasselt et al. 2016,
     https://arxiv.org/abs/1602.07714), updated by ``train()`` from the rollout's returns when
     ``normalize_value_targets``, and observation statistics, updated by ``train()`` after its gradient steps so that
-    a rollout is read with the same statistics at collection and at training time.
+    a rollout is read with the same statistics at collection and at training time. Observations are standardized once:
+    under a ``VecNormalize`` that normalizes them, the policy's own statistics are off.
 
     :param policy: The policy model to use ("MlpPolicy", "CnnPolicy", "MultiInputPolicy" or a
         ``TransformerActorCriticPolicy`` subclass)
