@@ -25,17 +25,19 @@ Tasks:
   :data:`~sb3_dqfd.common.experiment.RETURN_FLOORS`, 0 for the lander); environment steps per second of each method
   (training time, evaluation excluded, pre-training included).
 * A MuJoCo task (``--env Hopper-v5`` etc., needs ``pip install "gymnasium[mujoco]"``): demonstrations recorded with
-  ``sb3_dqfd.record_demonstrations(model, env_id, n_episodes)`` from ``--expert-model PATH`` (any SB3 zip; at most 10
-  episodes: ``--demo-episodes``, default 10). rl-zoo3's MuJoCo entries are for the ``-v4`` ids: pass
-  ``--zoo-entry Hopper-v4``. Goal: 90% of the expert's return (measured on the evaluation env) within 1/5 of the
-  steps SAC needs to reach it; when SAC never reaches it within its budget, within 1/5 of that budget (the least SAC
-  would need). Train such an expert with rl-zoo3's tuned SAC (1M steps, hours on a CPU; not part of this benchmark)::
+  ``sb3_dqfd.record_demonstrations(model, env_id, n_episodes)`` from ``--expert-model PATH`` (any SB3 zip, with
+  ``--expert-algo`` when the zip does not tell its algorithm, e.g. ``ppo``; ``VecNormalize`` statistics saved with it,
+  as rl-zoo3 saves them, scale what it sees; at most 10 episodes: ``--demo-episodes``, default 10). rl-zoo3's MuJoCo
+  entries are for the ``-v4`` ids: pass ``--zoo-entry Hopper-v4``. Goal: 90% of the expert's return (measured on the
+  evaluation env) within 1/5 of the steps SAC needs to reach it; when SAC never reaches it within its budget, within
+  1/5 of that budget (the least SAC would need). The Hopper-v5 expert of the README: rl-zoo3's tuned PPO (its
+  Hopper-v4 entry under the v5 id, ``benchmarks/experts/ppo_hopper.yml``; 1M steps, ~15 minutes on a CPU core; not
+  part of this benchmark)::
 
-      python -m rl_zoo3.train --algo sac --env Hopper-v5 -params learning_starts:10000 -n 1000000 --seed 0 -f experts
-      # rl-zoo3 has no Hopper-v5 entry: it falls back to its 'default' one, and -params adds the rest of its
-      # Hopper-v4 entry (SB3's SAC defaults + learning_starts 10000); the model: experts/sac/Hopper-v5_1/Hopper-v5.zip
+      OMP_NUM_THREADS=1 python -m rl_zoo3.train --algo ppo --env Hopper-v5 -conf benchmarks/experts/ppo_hopper.yml \\
+          --seed 0 -f experts --eval-freq 50000 --eval-episodes 10
       OMP_NUM_THREADS=1 python benchmarks/bench_continuous.py --env Hopper-v5 --zoo-entry Hopper-v4 \\
-          --expert-model experts/sac/Hopper-v5_1/Hopper-v5.zip --budget 300000 --eval-freq 10000 --jobs 2
+          --expert-model experts/ppo/Hopper-v5_1/Hopper-v5.zip --expert-algo ppo --budget 50000 --eval-freq 5000 --jobs 2
 
 Every run evaluates the deterministic policy on ``--eval-episodes`` (>= 10 by default) episodes right after
 pre-training (or at step 0) and every ``--eval-freq`` environment steps, prints a progress line per evaluation, and
@@ -91,7 +93,13 @@ from sb3_dqfd.common.experiment import (
     summarize,
     train_with_curve,
 )
-from sb3_dqfd.common.experts import EXPERTS, get_expert
+from sb3_dqfd.common.experts import (
+    EXPERTS,
+    NormalizedExpert,
+    find_vecnormalize_statistics,
+    get_expert,
+    load_vecnormalize_statistics,
+)
 from sb3_dqfd.common.hyperparams import HYPERPARAMS_DIR, shipped_hyperparameters, zoo_hyperparameters
 from sb3_dqfd.sacfd import RLPD_HYPERPARAMS, SACfD
 from sb3_dqfd.td3fd import TD3fD
@@ -168,11 +176,21 @@ def method_hyperparameters(method: str, settings: dict[str, Any]) -> dict[str, A
     return hyperparameters
 
 
-def load_expert(path: str) -> BaseAlgorithm:
-    """:return: the SB3 model saved at ``path`` (its algorithm read from the zip)"""
-    from sb3_dqfd.cli import load_model
+def load_expert(path: str, algo: str | None) -> BaseAlgorithm | NormalizedExpert:
+    """
+    :param path: the expert's zip
+    :param algo: the algorithm that saved it (None: read from the zip, where only one algorithm fits)
+    :return: the SB3 model saved at ``path``; when ``VecNormalize`` statistics were saved with it (rl-zoo3's
+        ``normalize``), the model playing raw observations scaled with them
+    """
+    from sb3_dqfd.cli import UsageError, load_model
 
-    return load_model(path, None)[0]
+    try:
+        model = load_model(path, algo)[0]
+    except UsageError as error:
+        raise ValueError(f"--expert-model: {str(error).replace('--algo', '--expert-algo')}") from None
+    statistics = find_vecnormalize_statistics(path)
+    return model if statistics is None else NormalizedExpert(model, load_vecnormalize_statistics(statistics))
 
 
 def demonstrations(settings: dict[str, Any], seed: int) -> Demonstrations:
@@ -181,7 +199,11 @@ def demonstrations(settings: dict[str, Any], seed: int) -> Demonstrations:
     :param seed: the run's seed
     :return: the demonstrations of every method's run of this seed (episodes seeded ``DEMO_SEED * (seed + 1) + i``)
     """
-    expert: Any = get_expert(settings["env_id"]) if settings["expert_model"] is None else load_expert(settings["expert_model"])
+    expert: Any = (
+        get_expert(settings["env_id"])
+        if settings["expert_model"] is None
+        else load_expert(settings["expert_model"], settings["expert_algo"])
+    )
     return record_demonstrations(expert, settings["env_id"], settings["demo_episodes"], seed=DEMO_SEED * (seed + 1))
 
 
@@ -209,7 +231,11 @@ def measure_teacher(settings: dict[str, Any], n_episodes: int) -> dict[str, floa
         runs build theirs; the first episodes are those of that run's evaluations), deterministic as the agents
     """
     env_id = settings["env_id"]
-    expert = ExpertPolicy(get_expert(env_id)) if settings["expert_model"] is None else load_expert(settings["expert_model"])
+    expert = (
+        ExpertPolicy(get_expert(env_id))
+        if settings["expert_model"] is None
+        else load_expert(settings["expert_model"], settings["expert_algo"])
+    )
     eval_env = make_vec_env(env_id, n_envs=1, seed=EVAL_SEED)
     returns, _ = evaluate_policy(expert, eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True)
     return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "episodes": n_episodes}
@@ -419,6 +445,7 @@ def build_settings(args: argparse.Namespace) -> dict[str, Any]:
         eval_episodes=args.eval_episodes,
         demo_episodes=args.demo_episodes,
         expert_model=args.expert_model,
+        expert_algo=args.expert_algo,
         pretrain_steps=args.pretrain_steps,
         learning_starts=args.learning_starts,
         fd_entry=fd_entry(args.env, args.fd_entry),
@@ -449,6 +476,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"demonstration episodes per seed (default 20 on {LANDER}, {MUJOCO_MAX_EPISODES} with --expert-model)",
     )
     parser.add_argument("--expert-model", help="an SB3 zip that records the demonstrations (required but on the lander)")
+    parser.add_argument(
+        "--expert-algo", help="the algorithm that saved --expert-model, e.g. ppo (default: read from the zip where it can be)"
+    )
     parser.add_argument("--pretrain-steps", type=int, default=None, help="SACfD/TD3fD pre-training (default: the entry's)")
     parser.add_argument(
         "--learning-starts", type=int, default=None, help="random steps before learning, for every method (default: each's)"
@@ -499,7 +529,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_task(settings: dict[str, Any], algos: list[str]) -> None:
     """
     Refuse, before any run, a task whose actions are not a Box or whose entries are missing (the errors list the
-    entries that exist).
+    entries that exist), and an expert model that does not load.
 
     :param settings: the run's settings
     :param algos: the methods to run
@@ -510,6 +540,8 @@ def check_task(settings: dict[str, Any], algos: list[str]) -> None:
         raise ValueError(f"{settings['env_id']} has {action_space} actions: this benchmark needs a Box (use bench_dqfd.py)")
     for method in algos:
         method_hyperparameters(method, settings)
+    if settings["expert_model"] is not None:
+        load_expert(settings["expert_model"], settings["expert_algo"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -43,7 +43,13 @@ from sb3_dqfd.common.experiment import (
     summarize,
     train_with_curve,
 )
-from sb3_dqfd.common.experts import get_expert
+from sb3_dqfd.common.experts import (
+    VECNORMALIZE_FILE,
+    NormalizedExpert,
+    find_vecnormalize_statistics,
+    get_expert,
+    load_vecnormalize_statistics,
+)
 from sb3_dqfd.common.from_demonstrations import FromDemonstrations
 from sb3_dqfd.common.hyperparams import load_hyperparameters, shipped_hyperparameters, zoo_hyperparameters
 from sb3_dqfd.dqfd import DQfD
@@ -80,8 +86,6 @@ EXIT_INTERRUPTED = 130
 #: The keys of rl-zoo3's entries (:data:`~sb3_dqfd.zoo.registration.ZOO_KEYS`) that ``train`` honours, as rl-zoo3's
 #: ``ExperimentManager`` does; it refuses the others (callbacks, VecEnv wrappers, action noise), naming them
 ENV_KEYS = ("env_kwargs", "env_wrapper", "frame_stack", "monitor_kwargs", "normalize")
-#: The VecNormalize statistics that ``train`` saves next to the model and ``evaluate`` reads there (rl-zoo3's name)
-VECNORMALIZE_FILE = "vecnormalize.pkl"
 
 
 class UsageError(Exception):
@@ -329,7 +333,12 @@ def _recording_expert(args: argparse.Namespace, env: gym.Env | VecEnv, env_name:
     if args.model is not None:
         model, algo = load_model(args.model, args.algo)
         _check_fits(f"the model {args.model} ({algo})", model.observation_space, model.action_space, env, env_name)
-        return model
+        statistics = find_vecnormalize_statistics(args.model)
+        if statistics is None:
+            return model
+        # Trained under VecNormalize: it plays the raw observations scaled as in training; the demonstrations keep them raw
+        print(f"Observations scaled for the model with {statistics} (recorded unscaled)")
+        return NormalizedExpert(model, load_vecnormalize_statistics(statistics))
     expert_id = args.expert or args.env
     expert = get_expert(expert_id)
     # Built-in experts are functions: the environment they were written for tells what they read and take
@@ -658,8 +667,8 @@ def _prepare_json(path: str | None) -> Path | None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """
-    Evaluate a saved model, optionally under domain randomization, with the ``VecNormalize`` statistics saved next to
-    it if any.
+    Evaluate a saved model, optionally under domain randomization, with the ``VecNormalize`` statistics saved with it
+    if any (:func:`~sb3_dqfd.common.experts.find_vecnormalize_statistics`).
     """
     json_path = _prepare_json(args.json)
     settings = EnvSettings()
@@ -667,9 +676,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         _check_video_support()
         settings = with_video(settings, args.video, args.episodes)
     env = make_env(args.env, 1, args.seed, args.domain_randomization, settings)
-    statistics = Path(args.model).parent / VECNORMALIZE_FILE
-    normalized = statistics.is_file()
-    if normalized:
+    statistics = find_vecnormalize_statistics(args.model)
+    normalized = statistics is not None
+    if statistics is not None:
         # Observations are scaled as in training, with its statistics frozen; returns are reported unscaled
         env = VecNormalize.load(str(statistics), env)
         env.training, env.norm_reward = False, False
@@ -961,7 +970,11 @@ def build_parser() -> argparse.ArgumentParser:
     record = commands.add_parser("record", help="record demonstrations to .npz")
     record.add_argument("--env", required=True, help="environment id, e.g. CartPole-v1")
     record.add_argument("--expert", help="built-in expert name (default: the env id)")
-    record.add_argument("--model", help="a saved SB3 model (.zip) to use as the expert instead")
+    record.add_argument(
+        "--model",
+        help=f"a saved SB3 model (.zip) to use as the expert instead (with its {VECNORMALIZE_FILE}, if saved with it, "
+        "scaling what it sees; the demonstrations stay unscaled)",
+    )
     record.add_argument(
         "--algo", type=algorithm_name, choices=sorted(ALGORITHMS), help="algorithm that saved --model (default: read from it)"
     )
@@ -1032,7 +1045,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model")
-    evaluate.add_argument("model", help=f"the saved model (.zip), with the {VECNORMALIZE_FILE} next to it if any")
+    evaluate.add_argument(
+        "model",
+        help=f"the saved model (.zip), with its {VECNORMALIZE_FILE} if any: next to it, or rl-zoo3's "
+        f"<run>/<env id>/{VECNORMALIZE_FILE}",
+    )
     evaluate.add_argument(
         "--algo",
         type=algorithm_name,

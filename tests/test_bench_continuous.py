@@ -69,6 +69,30 @@ def test_expert_model_takes_10_episodes_by_default(bench, tmp_path):
     assert args.demo_episodes == bench.MUJOCO_MAX_EPISODES == 10
     settings = bench.build_settings(args)
     assert settings["zoo_entry"] == "Hopper-v4" and settings["fd_entry"] == LANDER  # no shipped Hopper entry: borrowed
+    assert settings["expert_algo"] is None
+    assert bench.build_settings(bench.parse_args([*argv_of(expert), "--expert-algo", "ppo"]))["expert_algo"] == "ppo"
+
+
+def argv_of(expert: Path) -> list[str]:
+    return ["--env", "Hopper-v5", "--expert-model", str(expert)]
+
+
+def test_an_expert_trained_under_vecnormalize_plays_with_its_statistics(bench, tmp_path):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_dqfd.common.experts import NormalizedExpert
+
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=0))
+    PPO("MlpPolicy", env, n_steps=64, batch_size=32).save(tmp_path / "Pendulum-v1.zip")
+    with pytest.raises(ValueError, match=r"give --expert-algo \(the algorithm that saved it: a2c, ppo, trpo\)"):
+        bench.load_expert(str(tmp_path / "Pendulum-v1.zip"), None)  # a PPO zip does not tell PPO from A2C
+    assert not isinstance(bench.load_expert(str(tmp_path / "Pendulum-v1.zip"), "ppo"), NormalizedExpert)
+    (tmp_path / "Pendulum-v1").mkdir()
+    env.save(str(tmp_path / "Pendulum-v1" / "vecnormalize.pkl"))  # rl-zoo3's layout
+    expert = bench.load_expert(str(tmp_path / "Pendulum-v1.zip"), "ppo")
+    assert isinstance(expert, NormalizedExpert) and isinstance(expert.model, PPO)
 
 
 def test_each_method_gets_its_settings(bench):

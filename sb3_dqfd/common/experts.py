@@ -13,11 +13,15 @@ measured the same way over seeds 0..99 (their episodes are longer), after regist
 (``minatar.gym.register_envs()``; ``gym.register_envs(ale_py)``).
 """
 
+import pickle
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.vec_env import VecNormalize
 
 #: ``observation -> action``: an index for Discrete actions, an array for Box actions
 Expert = Callable[[np.ndarray], int | np.ndarray]
@@ -220,6 +224,74 @@ class AleScreenExpert:
 
     def __call__(self, observation: np.ndarray) -> int:
         return self.expert(self.env.unwrapped.ale.getScreenRGB())  # type: ignore[attr-defined]
+
+
+#: The file of ``VecNormalize`` statistics saved with a model, next to it (``sb3-dqfd train``) or in the folder named
+#: after it (rl-zoo3's ``<run>/<env id>.zip`` and ``<run>/<env id>/vecnormalize.pkl``)
+VECNORMALIZE_FILE = "vecnormalize.pkl"
+
+
+def find_vecnormalize_statistics(model_path: str | Path) -> Path | None:
+    """
+    :param model_path: a saved model, with or without ``.zip``
+    :return: the ``VecNormalize`` statistics saved with it (see :data:`VECNORMALIZE_FILE`), None when there are none
+    """
+    model_file = Path(model_path)
+    stem = model_file.stem if model_file.suffix == ".zip" else model_file.name
+    candidates = (model_file.parent / VECNORMALIZE_FILE, model_file.parent / stem / VECNORMALIZE_FILE)
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+def load_vecnormalize_statistics(path: str | Path) -> VecNormalize:
+    """
+    Load the ``VecNormalize`` statistics saved with a model (``VecNormalize.save``), frozen, without an environment.
+
+    They are a pickle, as SB3 writes them: load only files you trust (your own training runs).
+
+    :param path: the ``vecnormalize.pkl`` file
+    :return: the statistics, ``training`` and ``norm_reward`` off; their ``normalize_obs`` scales observations as in
+        training
+    :raises TypeError: the file holds something else
+    """
+    with open(path, "rb") as file:
+        statistics = pickle.load(file)  # a trusted file, as in SB3's VecNormalize.load
+    if not isinstance(statistics, VecNormalize):
+        raise TypeError(f"{path}: expected VecNormalize statistics (VecNormalize.save), got {type(statistics).__name__}")
+    statistics.training, statistics.norm_reward = False, False
+    return statistics
+
+
+class NormalizedExpert:
+    """
+    A model trained under ``VecNormalize``, playing raw observations: it scales them with the training statistics
+    (frozen) before ``predict``. Demonstrations recorded with it hold the raw observations, as DQfD stores them.
+
+    ``record_demonstrations(NormalizedExpert(model, load_vecnormalize_statistics(path)), env, n_episodes)``
+
+    :param model: the model (anything with SB3's ``predict``)
+    :param statistics: its ``VecNormalize`` statistics, e.g. from :func:`load_vecnormalize_statistics`
+    """
+
+    def __init__(self, model: Any, statistics: VecNormalize) -> None:
+        if statistics.observation_space != model.observation_space:
+            raise ValueError(
+                f"VecNormalize statistics of {statistics.observation_space} do not fit the model's observations "
+                f"{model.observation_space}"
+            )
+        self.model = model
+        self.statistics = statistics
+        self.observation_space = model.observation_space
+        self.action_space = model.action_space
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's ``predict`` on the observations scaled as in training."""
+        return self.model.predict(self.statistics.normalize_obs(observation), state, episode_start, deterministic)
 
 
 #: Built-in experts by environment id.
