@@ -591,7 +591,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except KeyboardInterrupt:
         saved = f"--resume continues from {partial_path}" if partial_path.exists() else "no run had finished"
         print(f"\nstopped: {saved}", flush=True)
-        raise
+        raise SystemExit(130) from None  # the shell's status of a Ctrl-C, without a traceback after the message
     by_key = finished | {job_key(job): result for job, result in zip(remaining, new_results, strict=True)}
     results = [by_key[job_key(job)] for job in jobs]
     report["runs"] = [run for _, run in results]

@@ -190,8 +190,9 @@ def all_keys(bench, envs=("MountainCar-v0",), seeds=2):
 def interrupted_run(bench, fake_runs, argv, stop_after):
     """A session stopped by Ctrl-C after ``stop_after`` runs: the partial file keeps them."""
     fake_runs.update(ran=[], stop_after=stop_after)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stopped:
         bench.main(argv)
+    assert stopped.value.code == 130
     fake_runs.update(ran=[], stop_after=None)
 
 
@@ -295,7 +296,7 @@ def test_without_resume_a_partial_file_is_overwritten_as_runs_finish(bench, fake
     assert "--resume would continue it" in capsys.readouterr().out
     assert len(json.loads((tmp_path / PARTIAL).read_text())["curves"]) == 3
     fake_runs["stop_after"] = 1
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit):
         bench.main(argv)
     assert fake_runs["ran"] == all_keys(bench)[:1]  # from the first run again
     partial = json.loads((tmp_path / PARTIAL).read_text())
