@@ -30,14 +30,16 @@ Tasks:
   as rl-zoo3 saves them, scale what it sees; at most 10 episodes: ``--demo-episodes``, default 10). rl-zoo3's MuJoCo
   entries are for the ``-v4`` ids: pass ``--zoo-entry Hopper-v4``. Goal: 90% of the expert's return (measured on the
   evaluation env) within 1/5 of the steps SAC needs to reach it; when SAC never reaches it within its budget, within
-  1/5 of that budget (the least SAC would need). The Hopper-v5 expert of the README: rl-zoo3's tuned PPO (its
-  Hopper-v4 entry under the v5 id, ``benchmarks/experts/ppo_hopper.yml``; 1M steps, ~15 minutes on a CPU core; not
-  part of this benchmark)::
+  1/5 of that budget (the least SAC would need). The HalfCheetah-v5 expert of the README: rl-zoo3's tuned PPO (its
+  HalfCheetah-v4 entry under the v5 id, ``benchmarks/experts/ppo_halfcheetah.yml``; 1M steps, ~17 minutes on a CPU
+  core; not part of this benchmark). Its Hopper-v4 entry (``benchmarks/experts/ppo_hopper.yml``) with seed 0 learns
+  to stand still (a return of ~1,000 from the survival bonus alone), not an expert to learn hopping from::
 
-      OMP_NUM_THREADS=1 python -m rl_zoo3.train --algo ppo --env Hopper-v5 -conf benchmarks/experts/ppo_hopper.yml \\
-          --seed 0 -f experts --eval-freq 50000 --eval-episodes 10
-      OMP_NUM_THREADS=1 python benchmarks/bench_continuous.py --env Hopper-v5 --zoo-entry Hopper-v4 \\
-          --expert-model experts/ppo/Hopper-v5_1/Hopper-v5.zip --expert-algo ppo --budget 50000 --eval-freq 5000 --jobs 2
+      OMP_NUM_THREADS=1 python -m rl_zoo3.train --algo ppo --env HalfCheetah-v5 \\
+          -conf benchmarks/experts/ppo_halfcheetah.yml --seed 0 -f experts --eval-freq 50000 --eval-episodes 10
+      OMP_NUM_THREADS=1 python benchmarks/bench_continuous.py --env HalfCheetah-v5 --zoo-entry HalfCheetah-v4 \\
+          --expert-model experts/ppo/HalfCheetah-v5_1/HalfCheetah-v5.zip --expert-algo ppo --budget 50000 \\
+          --eval-freq 5000 --algos sacfd td3fd rlpd sac --rlpd-gradient-steps 2 --rlpd-budget 10000 --jobs 2
 
 Every run evaluates the deterministic policy on ``--eval-episodes`` (>= 10 by default) episodes right after
 pre-training (or at step 0) and every ``--eval-freq`` environment steps, prints a progress line per evaluation, and
