@@ -223,3 +223,13 @@ def test_small_run_at_a_tiny_budget(bench, tmp_path, capfd):
     assert not list(tmp_path.glob("*partial*"))
     printed = capfd.readouterr().out
     assert "lunarlandercontinuous SACfD seed 0: step 0/400 return" in printed  # the progress line of each evaluation
+
+
+@pytest.mark.parametrize("file, env_id", [("ppo_hopper.yml", "Hopper"), ("ppo_halfcheetah.yml", "HalfCheetah")])
+def test_expert_entries_are_rl_zoo3_ones_under_the_v5_id(file, env_id):
+    import yaml
+
+    zoo_file = Path(importlib.util.find_spec("rl_zoo3").origin).parent / "hyperparams" / "ppo.yml"
+    ours = yaml.safe_load((BENCH.parent / "experts" / file).read_text())
+    assert list(ours) == [f"{env_id}-v5"]
+    assert ours[f"{env_id}-v5"] == yaml.safe_load(zoo_file.read_text())[f"{env_id}-v4"]
