@@ -39,7 +39,12 @@ Tasks:
           -conf benchmarks/experts/ppo_halfcheetah.yml --seed 0 -f experts --eval-freq 50000 --eval-episodes 10
       OMP_NUM_THREADS=1 python benchmarks/bench_continuous.py --env HalfCheetah-v5 --zoo-entry HalfCheetah-v4 \\
           --expert-model experts/ppo/HalfCheetah-v5_1/HalfCheetah-v5.zip --expert-algo ppo --budget 50000 \\
-          --eval-freq 5000 --algos sacfd td3fd rlpd sac --rlpd-gradient-steps 2 --rlpd-budget 10000 --jobs 2
+          --eval-freq 5000 --algos sacfd td3fd rlpd sac --pretrain-steps 10000 --rlpd-gradient-steps 2 \\
+          --rlpd-budget 10000 --jobs 2
+
+  The lander entries' 1,000 pre-training updates are too few on HalfCheetah-v5's 10 episodes (SACfD's actor after
+  1,000 / 2,500 / 5,000 / 10,000 / 20,000 updates: 246 / 881 / 1,610 / 3,357 / 3,885; TD3fD's up to 10,000: 414 /
+  588 / 1,200 / 3,060; 5 episodes each, seed 0, scratch script), hence ``--pretrain-steps 10000``.
 
 Every run evaluates the deterministic policy on ``--eval-episodes`` (>= 10 by default) episodes right after
 pre-training (or at step 0) and every ``--eval-freq`` environment steps, prints a progress line per evaluation, and
