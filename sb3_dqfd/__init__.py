@@ -15,7 +15,7 @@ from sb3_dqfd.common.demonstrations import (
     save_demonstrations,
     unstack_demonstrations,
 )
-from sb3_dqfd.common.experts import EXPERTS, get_expert
+from sb3_dqfd.common.experts import EXPERTS, NormalizedExpert, get_expert, load_vecnormalize_statistics
 from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.dqfd import DQfD
 from sb3_dqfd.sacfd import RLPD_HYPERPARAMS, SACfD
@@ -38,6 +38,7 @@ __all__ = [
     "DemonstrationsNotFoundError",
     "Episode",
     "FrameStack",
+    "NormalizedExpert",
     "SACfD",
     "TD3fD",
     "TransformerA2C",
@@ -47,6 +48,7 @@ __all__ = [
     "frame_stack_demonstrations",
     "get_expert",
     "load_demonstrations",
+    "load_vecnormalize_statistics",
     "record_demonstrations",
     "save_demonstrations",
     "shipped_hyperparameters",
