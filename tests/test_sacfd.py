@@ -334,3 +334,43 @@ def test_sb3_sac_policies_are_refused() -> None:
     with pytest.raises(ValueError, match=r"SACfD needs a SACfDPolicy \(or a subclass\), got SACPolicy"):
         SACfD(SACPolicy, "Pendulum-v1")
     assert issubclass(SACfD.policy_aliases["MlpPolicy"], SACfDPolicy)
+
+
+@pytest.mark.parametrize("cls", [SACfD, TD3fD])
+def test_normalized_rl_coef_scales_the_rl_term_by_the_mean_absolute_q(cls: type) -> None:
+    model = small_model(cls, bc_coef=3.0, normalized_rl_coef=2.5)
+    q_policy = th.tensor([[-200.0], [600.0], [100.0]], requires_grad=True)
+    rl_loss, bc_loss = -q_policy.mean(), th.tensor(0.4)
+    loss = model._actor_loss(rl_loss, bc_loss, q_policy, pretraining=False)
+    # TD3+BC: lambda = alpha / mean |Q| (a constant: no gradient through the mean), here 2.5 / 300
+    assert float(loss.detach()) == pytest.approx(2.5 / 300.0 * -500.0 / 3.0 + 3.0 * 0.4)
+    loss.backward()
+    np.testing.assert_allclose(q_policy.grad.numpy(), np.full((3, 1), -2.5 / 300.0 / 3.0), rtol=1e-6)
+    # Pre-training: behaviour cloning alone, as without it
+    assert float(model._actor_loss(rl_loss, bc_loss, q_policy, pretraining=True).detach()) == pytest.approx(1.2)
+    # None: SB3's unscaled term
+    model.normalized_rl_coef = None
+    loss = model._actor_loss(rl_loss, bc_loss, q_policy, pretraining=False)
+    assert float(loss.detach()) == pytest.approx(-500.0 / 3.0 + 1.2)
+
+
+@pytest.mark.parametrize("cls", [SACfD, TD3fD])
+def test_normalized_rl_coef_makes_the_actor_step_independent_of_the_scale_of_q(cls: type) -> None:
+    """A critic whose values are x100 (rewards x100): without BC, the normalized actor gradient stays the same."""
+
+    def actor_gradient(scale: float) -> np.ndarray:
+        model = small_model(cls, bc_coef=0.0, normalized_rl_coef=2.5)
+        data = model.replay_buffer.sample(8, demo_only=True)
+        q_policy = scale * model._actor_q(data.observations, model.actor(data.observations))  # [B, 1]
+        loss = model._actor_loss(-q_policy.mean(), th.zeros(()), q_policy, pretraining=False)
+        model.actor.optimizer.zero_grad()
+        loss.backward()
+        return np.concatenate([p.grad.numpy().ravel() for p in model.actor.parameters() if p.grad is not None])
+
+    np.testing.assert_allclose(actor_gradient(100.0), actor_gradient(1.0), rtol=1e-4, atol=1e-9)
+    assert np.abs(actor_gradient(1.0)).max() > 0
+
+
+def test_normalized_rl_coef_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"SACfD: normalized_rl_coef must be > 0 or None, got 0.0"):
+        small_model(normalized_rl_coef=0.0)

@@ -125,6 +125,7 @@ class ActorCriticFromDemonstrations(FromDemonstrations):
     n_step_coef: float
     bc_coef: float
     q_filter: bool
+    normalized_rl_coef: float | None
     l2_coef: float
 
     @classmethod
@@ -225,9 +226,11 @@ class ActorCriticFromDemonstrations(FromDemonstrations):
         q_filter = self.q_filter and not pretraining
         return q_filter_bc_loss(policy_actions, data.actions, data.is_demo, q_demo, q_policy, q_filter)
 
-    def _actor_loss(self, rl_loss: th.Tensor, bc_loss: th.Tensor, pretraining: bool) -> th.Tensor:
+    def _actor_loss(self, rl_loss: th.Tensor, bc_loss: th.Tensor, q_policy: th.Tensor, pretraining: bool) -> th.Tensor:
         """
-        ``rl_loss + bc_coef * bc_loss``; in pre-training the behaviour-cloning term alone, without the Q-filter.
+        ``rl_loss + bc_coef * bc_loss``; in pre-training the behaviour-cloning term alone, without the Q-filter. With
+        ``normalized_rl_coef``, the RL term is ``normalized_rl_coef / mean |Q(s, pi(s))| * rl_loss`` (TD3+BC's
+        ``lambda``, the mean detached), so that its weight against ``bc_coef`` does not grow with the returns.
 
         Pre-training sees demonstrations only: the critic has never been trained on any other action, so its value of
         the actor's action is an extrapolation that the RL term (and the Q-filter's comparison) would exploit. Measured
@@ -236,11 +239,15 @@ class ActorCriticFromDemonstrations(FromDemonstrations):
 
         :param rl_loss: the algorithm's own actor loss (scalar)
         :param bc_loss: the behaviour-cloning term (scalar)
+        :param q_policy: the critic's value of the actor's actions that ``rl_loss`` maximizes, ``[B, 1]``
         :param pretraining: a pre-training step
         :return: the actor loss
         """
         if pretraining:
             return self.bc_coef * bc_loss
+        if self.normalized_rl_coef is not None:
+            # The smallest mean |Q| keeps a critic of values near 0 from blowing the RL term up
+            rl_loss = rl_loss * (self.normalized_rl_coef / q_policy.detach().abs().mean().clamp(min=1e-6))
         return rl_loss + self.bc_coef * bc_loss
 
     def _l2_norm(self) -> th.Tensor:

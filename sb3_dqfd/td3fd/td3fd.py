@@ -82,6 +82,12 @@ class TD3fD(ActorCriticFromDemonstrations, TD3):
         pre-training the critic has seen only demonstrated actions and may rate the actor's own above them, which
         switches the cloning off where it is needed (measured: hand-off collapse with the filter at ``bc_coef`` 1
         and 50, none without it at 50; ``hyperparams/sacfd.yml``)
+    :param normalized_rl_coef: when set, the actor's RL term is divided by the batch's mean ``|Q(s, pi(s))|``
+        (detached) and multiplied by this coefficient: TD3+BC's ``lambda = alpha / mean |Q|`` (Fujimoto and Gu 2021,
+        https://arxiv.org/abs/2106.06860, ``alpha`` 2.5), so that the weight of ``bc_coef`` does not depend on the
+        scale of the returns. None (default): SB3's unscaled term. Measured on HalfCheetah-v5 (Q-values of ~600):
+        ``bc_coef`` 50 alone lets the pre-trained actor collapse at the hand-off; with this at 2.5 it holds
+        (``hyperparams/sacfd.yml``)
     :param l2_coef: weight of the squared L2 norm of the actor's and the critic's parameters
     :param pretrain_steps: gradient steps on demonstrations only at the start of the first ``learn()``
     :param demo_ratio: fixed share of demonstrations in each batch, or ``None`` to let the priorities (with the
@@ -133,6 +139,7 @@ class TD3fD(ActorCriticFromDemonstrations, TD3):
         n_step_coef: float = 1.0,
         bc_coef: float = 1.0,
         q_filter: bool = True,
+        normalized_rl_coef: float | None = None,
         l2_coef: float = 1e-5,
         pretrain_steps: int = 0,
         demo_ratio: float | None = None,
@@ -157,6 +164,8 @@ class TD3fD(ActorCriticFromDemonstrations, TD3):
             n_step_coef=n_step_coef, bc_coef=bc_coef, l2_coef=l2_coef, pretrain_steps=pretrain_steps, alpha=alpha
         )
         self._check_demonstration_arguments(n_steps, non_negative, demo_ratio, beta0)
+        if normalized_rl_coef is not None and not normalized_rl_coef > 0:
+            raise ValueError(f"{type(self).__name__}: normalized_rl_coef must be > 0 or None, got {normalized_rl_coef}")
         self._check_replay_buffer_class(replay_buffer_class)
         env = self._continuous_env(env, verbose)
         super().__init__(
@@ -189,6 +198,7 @@ class TD3fD(ActorCriticFromDemonstrations, TD3):
         self.n_step_coef = n_step_coef
         self.bc_coef = bc_coef
         self.q_filter = q_filter
+        self.normalized_rl_coef = normalized_rl_coef
         self.l2_coef = l2_coef
         self.pretrain_steps = pretrain_steps
         self.demo_ratio = demo_ratio
@@ -235,8 +245,8 @@ class TD3fD(ActorCriticFromDemonstrations, TD3):
         if (self._n_updates + 1) % self.policy_delay == 0:
             policy_actions = self.actor(data.observations)  # [B, action_dim]
             bc = self._bc_terms(data, policy_actions, pretraining=demo_only)
-            rl_loss = -self._actor_q(data.observations, policy_actions).mean()
-            actor_loss = self._actor_loss(rl_loss, bc["bc"], pretraining=demo_only)
+            q_policy = self._actor_q(data.observations, policy_actions)  # [B, 1]
+            actor_loss = self._actor_loss(-q_policy.mean(), bc["bc"], q_policy, pretraining=demo_only)
             self._optimize(self.actor.optimizer, actor_loss)
             polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
             polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
