@@ -39,12 +39,12 @@ Tasks:
           -conf benchmarks/experts/ppo_halfcheetah.yml --seed 0 -f experts --eval-freq 50000 --eval-episodes 10
       OMP_NUM_THREADS=1 python benchmarks/bench_continuous.py --env HalfCheetah-v5 --zoo-entry HalfCheetah-v4 \\
           --expert-model experts/ppo/HalfCheetah-v5_1/HalfCheetah-v5.zip --expert-algo ppo --budget 50000 \\
-          --eval-freq 5000 --algos sacfd td3fd rlpd sac --pretrain-steps 10000 --rlpd-gradient-steps 2 \\
-          --rlpd-budget 10000 --jobs 2
+          --eval-freq 5000 --algos sacfd td3fd rlpd sac --rlpd-gradient-steps 2 --rlpd-budget 10000 --jobs 2
 
-  The lander entries' 1,000 pre-training updates are too few on HalfCheetah-v5's 10 episodes (SACfD's actor after
-  1,000 / 2,500 / 5,000 / 10,000 / 20,000 updates: 246 / 881 / 1,610 / 3,357 / 3,885; TD3fD's up to 10,000: 414 /
-  588 / 1,200 / 3,060; 5 episodes each, seed 0, scratch script), hence ``--pretrain-steps 10000``.
+  SACfD and TD3fD run their shipped HalfCheetah-v5 entries: the lander's with 10,000 pre-training updates (its 1,000
+  are too few on 10 HalfCheetah episodes: SACfD's cloned actor scores 246 / 881 / 1,610 / 3,357 / 3,885 after 1k /
+  2.5k / 5k / 10k / 20k updates, TD3fD's 414 / 588 / 1,200 / 3,060 up to 10k; 5 episodes each, seed 0) and
+  ``normalized_rl_coef`` 2.5 (without it the pre-trained actors collapse at the hand-off: see the entries' headers).
 
 Every run evaluates the deterministic policy on ``--eval-episodes`` (>= 10 by default) episodes right after
 pre-training (or at step 0) and every ``--eval-freq`` environment steps, prints a progress line per evaluation, and
