@@ -171,13 +171,16 @@ def test_sacfd_and_td3fd_samples_build_valid_models_and_convert_back(
     assert model.bc_coef == hyperparams["bc_coef"] and model.n_steps == hyperparams["n_steps"]
 
 
-@pytest.mark.parametrize("algo, sampler, converter", [("sacfd", sample_sacfd_params, convert_sacfd_params),
-                                                      ("td3fd", sample_td3fd_params, convert_td3fd_params)])  # fmt: skip
-def test_sacfd_and_td3fd_search_spaces_reach_the_shipped_entries(algo: str, sampler: Any, converter: Any) -> None:
+@pytest.mark.parametrize("algo, sampler, converter, env_id", [
+    (algo, sampler, converter, env_id)
+    for algo, sampler, converter in (("sacfd", sample_sacfd_params, convert_sacfd_params),
+                                     ("td3fd", sample_td3fd_params, convert_td3fd_params))
+    for env_id in SHIPPED[algo][1]
+])  # fmt: skip
+def test_sacfd_and_td3fd_search_spaces_reach_the_shipped_entries(algo: str, sampler: Any, converter: Any, env_id: str) -> None:
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     sampler(trial, 1, 1, {})
-    # The lander's entry: the HalfCheetah one's normalized_rl_coef is not in the search space (yet)
-    algorithm, env_id = SHIPPED[algo][0], "LunarLanderContinuous-v3"
+    algorithm = SHIPPED[algo][0]
     shipped = shipped_hyperparameters(algorithm, env_id)
     raw = {key: value for key, value in shipped.items() if key not in ("buffer_size", "gradient_steps", "policy_kwargs")}
     arch_names = {tuple(arch): name for name, arch in ACTOR_CRITIC_NET_ARCHS.items()}

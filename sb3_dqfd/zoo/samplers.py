@@ -124,8 +124,11 @@ def _sample_ddpgfd(trial: "optuna.Trial") -> dict[str, Any]:
         # up to 100: the behaviour-cloning term must hold against Q-values of ~100 at hand-off (hyperparams/sacfd.yml)
         "bc_coef": trial.suggest_float("bc_coef", 0.01, 100.0, log=True),
         "q_filter": trial.suggest_categorical("q_filter", [True, False]),
+        # TD3+BC's alpha: None keeps SB3's actor term, a number makes bc_coef's weight independent of the returns' scale
+        "normalized_rl_coef": trial.suggest_categorical("normalized_rl_coef", [None, 1.0, 2.5, 5.0]),
         "l2_coef": trial.suggest_float("l2_coef", 1e-7, 1e-3, log=True),
-        "pretrain_steps": trial.suggest_int("pretrain_steps", 0, 5_000, step=500),
+        # up to 10,000: HalfCheetah-v5's 10 expert episodes need them (hyperparams/sacfd.yml)
+        "pretrain_steps": trial.suggest_int("pretrain_steps", 0, 10_000, step=500),
         "prioritized_replay": trial.suggest_categorical("prioritized_replay", [True, False]),
         "demo_ratio": trial.suggest_categorical("demo_ratio", [None, 0.1, 0.25, 0.5]),
         "net_arch": trial.suggest_categorical("net_arch", list(ACTOR_CRITIC_NET_ARCHS)),
@@ -136,8 +139,8 @@ def sample_sacfd_params(trial: "optuna.Trial", n_actions: int, n_envs: int, addi
     """
     Search space of SACfD (SAC in the DDPGfD recipe, Vecerik et al. 2017, https://arxiv.org/abs/1707.08817, with the
     Q-filtered behaviour cloning of Nair et al. 2018, https://arxiv.org/abs/1709.10089): SAC's knobs around SB3's
-    defaults and the demonstration ones (n-step loss, BC weight, Q-filter, L2, pre-training, sampling of the
-    demonstrations). Tests check that the study can reach every shipped entry of ``hyperparams/sacfd.yml``.
+    defaults and the demonstration ones (n-step loss, BC weight, Q-filter, scale of the RL term, L2, pre-training,
+    sampling of the demonstrations). Tests check that the study can reach every shipped entry of ``hyperparams/sacfd.yml``.
 
     :param trial: the Optuna trial to sample from
     :param n_actions: size of the Box action space (rl-zoo3's sampler signature; unused)
