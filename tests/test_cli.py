@@ -287,7 +287,15 @@ def test_train_reads_n_envs_frame_stack_and_n_timesteps_of_the_yaml_and_the_comm
     assert seen["model"].n_envs == 2 and seen["total_timesteps"] == 8
 
 
-def test_ctrl_c_while_training_saves_the_model_and_the_curve_so_far(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's Ctrl-C handler, also when pytest was started in the background (a shell then ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_training_saves_the_model_and_the_curve_so_far(tmp_path, monkeypatch, capsys, ctrl_c_raises):
     monkeypatch.chdir(tmp_path)
     handler = signal.getsignal(signal.SIGINT)
     real_train = DQfD.train
@@ -315,7 +323,7 @@ def test_ctrl_c_while_training_saves_the_model_and_the_curve_so_far(tmp_path, mo
     assert signal.getsignal(signal.SIGINT) is handler
 
 
-def test_ctrl_c_during_pre_training_saves_the_model(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_during_pre_training_saves_the_model(tmp_path, monkeypatch, capsys, ctrl_c_raises):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(DQfD, "pretrain", lambda self, *args, **kwargs: signal.raise_signal(signal.SIGINT))
     argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--timesteps", "100", "--eval-freq", "50"]
