@@ -86,8 +86,8 @@ class TD3fD(ActorCriticFromDemonstrations, TD3):
         (detached) and multiplied by this coefficient: TD3+BC's ``lambda = alpha / mean |Q|`` (Fujimoto and Gu 2021,
         https://arxiv.org/abs/2106.06860, ``alpha`` 2.5), so that the weight of ``bc_coef`` does not depend on the
         scale of the returns. None (default): SB3's unscaled term. Measured on HalfCheetah-v5 (Q-values of ~600):
-        ``bc_coef`` 50 alone lets the pre-trained actor collapse at the hand-off; with this at 2.5 it holds
-        (``hyperparams/sacfd.yml``)
+        ``bc_coef`` 50 alone lets the pre-trained actor fall below 0 at the hand-off; with this at 2.5 it stays in
+        the thousands, though not at its pre-trained level (``hyperparams/sacfd.yml``, README's benchmark)
     :param l2_coef: weight of the squared L2 norm of the actor's and the critic's parameters
     :param pretrain_steps: gradient steps on demonstrations only at the start of the first ``learn()``
     :param demo_ratio: fixed share of demonstrations in each batch, or ``None`` to let the priorities (with the
