@@ -32,12 +32,15 @@ gradient step (``train(gradient_steps=1)``, the task's batch and network, a buff
 and per acting step (``predict``) of every variant, timed in interleaved rounds inside one process.
 
 Rough cost per task of the full ablation (4 variants x 3 seeds = 12 runs; CPU time per run from earlier results:
-``cpu_share`` x the curve's times): MountainCar about 0.5 CPU-hour (2-3 minutes a run), LunarLander 1.5-2 CPU-hours
-(3-10 minutes a run with ``--n-quantiles 50``, DQfD + noisy + distributional the dearest; more with the default 170
-quantiles), MinAtar Breakout 3-4 CPU-hours (DQfD about 15 minutes a run; 13-30 wall minutes in ``bench_minatar.py``'s
-run on a loaded machine). The three tasks, 5-6 CPU-hours (about 3 hours with ``--jobs 2`` on 2 idle cores), need more
-than one session: every finished run is saved at once to ``<name>.partial.json`` (so Ctrl-C or the end of a session
-keeps them; the runs in progress are lost), and ``--resume`` continues from there: it keeps the finished runs, runs
+``cpu_share`` x the curve's times): MountainCar about 0.5 CPU-hour (2-3 minutes a run), LunarLander 7-8 CPU-hours
+(the shipped and noisy variants 3-10 minutes a run; with the default 170 quantiles a gradient step costs ~30x the
+shipped one, ~62 ms: about an hour a run for each distributional variant), MinAtar Breakout 3-4 CPU-hours (DQfD about
+15 minutes a run; 13-30 wall minutes in ``bench_minatar.py``'s run on a loaded machine). The three tasks, ~12
+CPU-hours, need more than one session: every finished run is saved at once to ``<name>.partial.json``, and each run
+in progress to its checkpoint folder at each evaluation (``<name>.checkpoints/``: model, replay buffer, curve), so
+Ctrl-C or the end of a session loses at most the steps since a run's last evaluation. ``--resume`` continues from
+there: it keeps the finished runs, continues the runs in progress from their checkpoints (their curves list the step
+in ``resumed_at``: the episode in progress, one transition and the random generators' states are not restored), runs
 the rest and writes the results of all. Run the same command in every session (the first one starts afresh: there is
 nothing to resume yet)::
 
@@ -65,6 +68,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from functools import partial
@@ -125,8 +129,9 @@ HOLD_GOAL = 0.5
 GOAL_VARIANT, GOAL_ENV = "DQfD + noisy", "MountainCar-v0"
 SMALL = dict(seeds=1, budget=2_000, eval_freq=1_000, n_eval_episodes=5, pretrain_steps=500)
 
-#: One training run: variant, env id, seed, budget, DQfD's keyword arguments, evaluation frequency and episodes
-Job = tuple[str, str, int, int, dict[str, Any], int, int]
+#: One training run: variant, env id, seed, budget, DQfD's keyword arguments, evaluation frequency and episodes, and
+#: its checkpoint folder (None: no checkpoints)
+Job = tuple[str, str, int, int, dict[str, Any], int, int, str | None]
 #: What identifies a run across sessions: variant, env id, seed
 JobKey = tuple[str, str, int]
 #: A finished run: its curve and its record (variant, env id, seed, share of a core)
@@ -221,21 +226,42 @@ def job_key(job: Job) -> JobKey:
     return job[0], job[1], job[2]
 
 
+def checkpoint_root(output: Path, small: bool) -> Path:
+    """The folder of the runs' checkpoints, one sub-folder per run in progress (:func:`checkpoint_folder`)."""
+    return output / f"{result_name(small)}.checkpoints"
+
+
+def checkpoint_folder(root: Path, key: JobKey) -> Path:
+    """``DQfD + noisy`` on ``MinAtar/Breakout-v1`` seed 2 -> ``<root>/breakout_dqfd_noisy_seed2``."""
+    variant, env_id, seed = key
+    return root / f"{shortname(env_id)}_{'_'.join(variant.lower().replace('+', ' ').split())}_seed{seed}"
+
+
 def run_one(job: Job) -> Result:
     """
     One training run in its own process (one torch thread): record the demonstrations (not timed), pre-train and
-    train the variant, evaluating after pre-training and every ``eval_freq`` steps.
+    train the variant, evaluating after pre-training and every ``eval_freq`` steps. With a checkpoint folder the run
+    is saved at each evaluation and continues from there if a stopped session left it one (``train_with_curve``'s
+    ``checkpoint_dir``; the curve's ``resumed_at`` lists where).
 
-    :param job: variant, env id, seed, budget, DQfD's keyword arguments, evaluation frequency, evaluation episodes
+    :param job: variant, env id, seed, budget, DQfD's keyword arguments, evaluation frequency, evaluation episodes,
+        checkpoint folder
     :return: the curve and the run's record: variant, env id, seed and share of a core
     """
     th.set_num_threads(1)
-    variant, env_id, seed, budget, hyperparameters, eval_freq, n_eval_episodes = job
+    variant, env_id, seed, budget, hyperparameters, eval_freq, n_eval_episodes, checkpoint_dir = job
     wall, cpu = time.perf_counter(), time.process_time()
     model = make_dqfd(env_id, task_demonstrations(env_id, seed), seed=seed, **hyperparameters)
-    before_learning = partial(model.pretrain, model.pretrain_steps)
     curve = train_with_curve(
-        model, variant, seed, budget, make_eval_env(env_id, seed), eval_freq, n_eval_episodes, before_learning=before_learning
+        model,
+        variant,
+        seed,
+        budget,
+        make_eval_env(env_id, seed),
+        eval_freq,
+        n_eval_episodes,
+        before_learning=partial(model.pretrain, model.pretrain_steps),
+        checkpoint_dir=checkpoint_dir,
     )
     print(f"{env_id} {variant} seed {seed}: {np.round(curve.mean_returns, 1).tolist()}", flush=True)
     cpu_share = (time.process_time() - cpu) / (time.perf_counter() - wall)
@@ -357,6 +383,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], dict[str, Any]]:
     """
     jobs: list[Job] = []
     tasks: dict[str, dict[str, Any]] = {}
+    checkpoints = checkpoint_root(args.output_dir, args.small)
     for env_id in args.envs:
         settings = task_settings(env_id)
         budget = args.timesteps or (SMALL["budget"] if args.small else settings["full"])
@@ -370,7 +397,8 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], dict[str, Any]]:
             if args.small:
                 hyperparameters["pretrain_steps"] = SMALL["pretrain_steps"]
             for seed in range(args.seeds):
-                jobs.append((variant, env_id, seed, budget, hyperparameters, eval_freq, n_eval_episodes))
+                folder = str(checkpoint_folder(checkpoints, (variant, env_id, seed)))
+                jobs.append((variant, env_id, seed, budget, hyperparameters, eval_freq, n_eval_episodes, folder))
     configuration = {
         "small": args.small,
         "seeds": args.seeds,
@@ -380,6 +408,28 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], dict[str, Any]]:
         "hyperparameters": {f"{job[1]} {job[0]}": {key: str(value) for key, value in job[4].items()} for job in jobs},
     }
     return jobs, json.loads(json.dumps(configuration))
+
+
+def prepare_checkpoints(root: Path, configuration: dict[str, Any], resume: bool, remaining: list[Job]) -> list[str]:
+    """
+    Keep the checkpoints of the runs a stopped session left in progress if they can continue (``--resume`` with the
+    configuration they were made with, runs still to do), remove the others; then record the configuration in ``root``.
+
+    :param root: the checkpoint folder (:func:`checkpoint_root`)
+    :param configuration: the configuration of this command (:func:`plan`)
+    :param resume: ``--resume`` was given
+    :param remaining: the runs still to do
+    :return: the names of the runs' checkpoint folders kept
+    """
+    stored = root / "configuration.json"
+    if not (resume and stored.is_file() and json.loads(stored.read_text()) == configuration):
+        shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(configuration))
+    to_do = {checkpoint_folder(root, job_key(job)) for job in remaining}
+    for folder in (path for path in root.iterdir() if path.is_dir() and path not in to_do):
+        shutil.rmtree(folder)  # a run saved as finished just before a stop
+    return sorted(folder.name for folder in to_do if folder.is_dir())
 
 
 def load_partial(path: Path) -> dict[str, Any]:
@@ -578,6 +628,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["budgets"] = {env_id: task["budget"] for env_id, task in configuration["tasks"].items()}
     report["hyperparameters"] = configuration["hyperparameters"]
     remaining = [job for job in jobs if job_key(job) not in finished]
+    checkpoints = checkpoint_root(output, args.small)
+    in_progress = prepare_checkpoints(checkpoints, configuration, args.resume, remaining)
+    if in_progress:
+        print(f"--resume: {len(in_progress)} run(s) continue from their checkpoints: {', '.join(in_progress)}", flush=True)
 
     def save_partial(new: list[Result]) -> None:
         done = [*finished.values(), *new]
@@ -585,11 +639,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         temporary = partial_path.with_name(partial_path.name + ".tmp")  # a run stopped while writing keeps the old file
         save_results(temporary, [curve for curve, _ in done], report | {"runs": runs, "complete": False})
         os.replace(temporary, partial_path)
+        for run in runs:  # saved: a finished run's checkpoint is no longer needed
+            shutil.rmtree(checkpoint_folder(checkpoints, (run["variant"], run["env_id"], run["seed"])), ignore_errors=True)
 
     try:
         new_results = run_in_processes(run_one, remaining, args.jobs, on_result=save_partial)
     except KeyboardInterrupt:
         saved = f"--resume continues from {partial_path}" if partial_path.exists() else "no run had finished"
+        saved += f" and the runs in progress from their last evaluation ({checkpoints})"
         print(f"\nstopped: {saved}", flush=True)
         raise SystemExit(130) from None  # the shell's status of a Ctrl-C, without a traceback after the message
     by_key = finished | {job_key(job): result for job, result in zip(remaining, new_results, strict=True)}
@@ -612,6 +669,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(report["goal"]), flush=True)
     save_results(output / f"{name}.json", all_curves, report | {"complete": True})
     partial_path.unlink(missing_ok=True)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return report
 
 

@@ -133,12 +133,23 @@ def test_each_minatar_variant_builds_with_cnn_policy_and_learns(bench, minatar_d
     assert model.num_timesteps == 16
 
 
-def test_run_one_on_minatar(bench):
+def test_run_one_on_minatar_and_its_checkpoints(bench, tmp_path):
     variant = "DQfD + noisy + distributional"
     hyperparameters = bench.variant_hyperparameters(variant, MINATAR) | dict(pretrain_steps=5, batch_size=8)
-    curve, run = bench.run_one((variant, MINATAR, 0, 64, hyperparameters, 1_000, 1))
-    assert (curve.label, curve.seed, curve.timesteps, curve.pretrained) == (variant, 0, [0, 64], True)
+    folder = bench.checkpoint_folder(tmp_path, (variant, MINATAR, 0))
+    assert folder == tmp_path / "breakout_dqfd_noisy_distributional_seed0"
+    job = (variant, MINATAR, 0, 80, hyperparameters, 32, 1, str(folder))
+    curve, run = bench.run_one(job)
+    assert (curve.label, curve.seed, curve.timesteps, curve.pretrained) == (variant, 0, [0, 32, 64, 80], True)
     assert run["variant"] == variant and run["env_id"] == MINATAR and run["seed"] == 0
+    # As a session stopped after the evaluation at 64 would leave it: the run continues from there (image buffer too)
+    assert (folder / "latest").read_text() == "step_64"
+    resumed, _ = bench.run_one(job)
+    assert (
+        resumed.timesteps == [0, 32, 64, 80]
+        and resumed.resumed_at == [64]
+        and resumed.mean_returns[:3] == curve.mean_returns[:3]
+    )
 
 
 def test_step_costs_on_minatar(bench):
@@ -222,6 +233,25 @@ def test_resume_runs_only_the_unfinished_jobs_and_merges(bench, fake_runs, tmp_p
     with pytest.raises(SystemExit):
         bench.parse_args([*argv, "--resume"])
     assert "nothing to continue" in capsys.readouterr().err
+
+
+def test_resume_keeps_the_checkpoints_of_runs_in_progress_only_for_the_same_options(bench, fake_runs, tmp_path, capsys):
+    argv = [*ARGV, "--output-dir", str(tmp_path)]
+    root = tmp_path / "dqfd_ablation_small.checkpoints"
+    interrupted_run(bench, fake_runs, argv, stop_after=1)
+    assert "the runs in progress from their last evaluation" in capsys.readouterr().out
+    in_progress, finished = (bench.checkpoint_folder(root, key) for key in (all_keys(bench)[1], all_keys(bench)[0]))
+    for folder in (in_progress, finished):  # as run_one leaves them; a finished run's is removed once it is saved
+        folder.mkdir()
+    interrupted_run(bench, fake_runs, [*argv, "--resume"], stop_after=1)
+    assert "1 run(s) continue from their checkpoints: mountaincar_dqfd_seed1" in capsys.readouterr().out
+    assert not in_progress.exists() and not finished.exists()  # the resumed run finished in that session
+    in_progress.mkdir()
+    interrupted_run(bench, fake_runs, [*argv, "--seeds", "3"], stop_after=0)  # other options: the checkpoints cannot serve
+    assert not in_progress.exists() and "continue from their checkpoints" not in capsys.readouterr().out
+    in_progress.mkdir()
+    bench.main(argv)
+    assert not root.exists()  # complete: no checkpoint left behind
 
 
 def test_resume_without_a_partial_file_starts_afresh(bench, fake_runs, tmp_path, capsys):

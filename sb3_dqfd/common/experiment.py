@@ -1,6 +1,8 @@
 """Training runs with periodic evaluation, their learning curves, result tables and plots (CLI, examples, benchmarks)."""
 
 import json
+import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +15,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 JobT = TypeVar("JobT")
@@ -84,6 +87,8 @@ class LearningCurve:
         Empty for curves that were not timed (e.g. built by hand, or saved before this field existed)
     :param pretrained: the first evaluation is of a pre-trained policy (DQfD after pre-training), so
         :meth:`retention` measures how much of it interaction kept
+    :param resumed_at: the steps at which the run continued from a checkpoint after a stop (:func:`train_with_curve`'s
+        ``checkpoint_dir``): from there it did not replay the episode in progress or the random generators' states
     """
 
     label: str
@@ -95,6 +100,7 @@ class LearningCurve:
     eval_seconds: float = 0.0
     train_seconds_at: list[float] = field(default_factory=list)
     pretrained: bool = False
+    resumed_at: list[int] = field(default_factory=list)
 
     @property
     def timed(self) -> bool:
@@ -164,6 +170,7 @@ class CurveCallback(BaseCallback):
     :param clock_start: ``time.perf_counter()`` when the run started: each evaluation then records the training time
         since, evaluation excluded, in ``curve.train_seconds_at`` (None: not recorded)
     :param stop_at_threshold: stop learning at the first evaluation whose mean return reaches this (None: never)
+    :param checkpoint_dir: save a checkpoint of the run there after each evaluation (:func:`save_checkpoint`; None: none)
     """
 
     def __init__(
@@ -175,6 +182,7 @@ class CurveCallback(BaseCallback):
         deterministic: bool = True,
         clock_start: float | None = None,
         stop_at_threshold: float | None = None,
+        checkpoint_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.curve = curve
@@ -184,6 +192,7 @@ class CurveCallback(BaseCallback):
         self.deterministic = deterministic
         self.clock_start = clock_start
         self.stop_at_threshold = stop_at_threshold
+        self.checkpoint_dir = checkpoint_dir
         self._next_eval = 0
 
     def _on_training_start(self) -> None:
@@ -195,6 +204,8 @@ class CurveCallback(BaseCallback):
             record_evaluation(
                 self.model, self.curve, self.eval_env, self.n_eval_episodes, self.deterministic, self.clock_start
             )
+            if self.checkpoint_dir is not None:
+                save_checkpoint(self.checkpoint_dir, self.model, self.curve)
             if self.stop_at_threshold is not None and self.curve.mean_returns[-1] >= self.stop_at_threshold:
                 return False
         return True
@@ -231,6 +242,77 @@ def record_evaluation(
     curve.std_returns.append(float(np.std(episode_returns)))
 
 
+#: The file of a checkpoint folder that names its newest complete checkpoint (:func:`save_checkpoint`)
+LATEST_CHECKPOINT = "latest"
+
+
+def save_checkpoint(directory: str | Path, model: BaseAlgorithm, curve: LearningCurve) -> None:
+    """
+    Save a training run as it is now: the model (``model.zip``), its replay buffer (``replay_buffer.pkl``, off-policy
+    algorithms) and its curve (``curve.json``), so that :func:`load_checkpoint` can continue it after a stop.
+
+    Each checkpoint is written to a new folder ``step_<n>`` and then named in the file ``latest``, replaced in one
+    step (``os.replace``): a run stopped while saving keeps its previous checkpoint whole, never a model from one step
+    with a buffer from another. The previous checkpoint's folder is removed after.
+
+    :param directory: the run's checkpoint folder
+    :param model: the model being trained
+    :param curve: its curve so far
+    """
+    directory = Path(directory)
+    previous = _latest_checkpoint(directory)
+    target = directory / f"step_{model.num_timesteps}"
+    if target == previous:
+        return  # already saved at this step (e.g. the last evaluation when learning ends on one)
+    shutil.rmtree(target, ignore_errors=True)  # an unfinished save of an earlier, stopped attempt
+    target.mkdir(parents=True)
+    model.save(target / "model.zip")
+    if isinstance(model, OffPolicyAlgorithm):
+        model.save_replay_buffer(target / "replay_buffer.pkl")
+    (target / "curve.json").write_text(json.dumps(asdict(curve)))
+    pointer = directory / (LATEST_CHECKPOINT + ".tmp")
+    pointer.write_text(target.name)
+    os.replace(pointer, directory / LATEST_CHECKPOINT)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def _latest_checkpoint(directory: Path) -> Path | None:
+    pointer = directory / LATEST_CHECKPOINT
+    return directory / pointer.read_text().strip() if pointer.is_file() else None
+
+
+def load_checkpoint(directory: str | Path, model: BaseAlgorithm) -> tuple[BaseAlgorithm, LearningCurve] | None:
+    """
+    The run :func:`save_checkpoint` saved last in ``directory``, loaded to continue it.
+
+    The model is loaded as ``type(model)`` on ``model``'s environment and device, with ``model``'s logger if it was set
+    with ``set_logger``, and its replay buffer restored: ``learn(remaining, reset_num_timesteps=False)`` then carries on
+    its schedules. Not restored: the episode in progress when it stopped (learning starts a new one), the transition of
+    the step it was saved at (SB3 runs callbacks before it stores a step's transition, as with its
+    ``CheckpointCallback``), an on-policy algorithm's rollout in progress (its steps count, unused) and the random
+    generators' states.
+
+    :param directory: the run's checkpoint folder
+    :param model: a model built as the run's was (its class, environment, device and logger are used; it is not changed)
+    :return: the loaded model and its curve, None if ``directory`` holds no checkpoint
+    :raises ValueError: if the checkpoint ``latest`` names is not there whole
+    """
+    checkpoint = _latest_checkpoint(Path(directory))
+    if checkpoint is None:
+        return None
+    files = ["model.zip", "curve.json", *(["replay_buffer.pkl"] if isinstance(model, OffPolicyAlgorithm) else [])]
+    missing = [name for name in files if not (checkpoint / name).is_file()]
+    if missing:
+        raise ValueError(f"Checkpoint {checkpoint} is incomplete (no {', '.join(missing)}): delete {directory} to start over")
+    loaded = type(model).load(checkpoint / "model.zip", env=model.get_env(), device=model.device)
+    if isinstance(loaded, OffPolicyAlgorithm):
+        loaded.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+    if model._custom_logger:
+        loaded.set_logger(model.logger)
+    return loaded, LearningCurve(**json.loads((checkpoint / "curve.json").read_text()))
+
+
 def train_with_curve(
     model: BaseAlgorithm,
     label: str,
@@ -243,6 +325,7 @@ def train_with_curve(
     before_learning: Callable[[], None] | None = None,
     extra_callback: BaseCallback | None = None,
     stop_at_threshold: float | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> LearningCurve:
     """
     Train ``model`` for ``total_timesteps`` environment steps and evaluate it before learning and every ``eval_freq``.
@@ -265,26 +348,44 @@ def train_with_curve(
     :param stop_at_threshold: stop at the first evaluation whose mean return reaches this (None: train the whole
         budget). Schedules still stretch over ``total_timesteps``, so the curve up to that evaluation is the one of
         a full run: enough for the steps and seconds to the threshold, at a fraction of the cost
+    :param checkpoint_dir: save the run there at every evaluation (:func:`save_checkpoint`), and if it holds one,
+        continue from it (:func:`load_checkpoint`) instead of starting: a run stopped by Ctrl-C or a killed machine
+        loses only the steps since its last evaluation. ``model`` then gives only the class, environment and device
+        (the loaded model trains, ``before_learning`` does not run again) and the curve lists the step in
+        ``resumed_at``. None: no checkpoints
     :return: the learning curve
     """
     if eval_freq < 1 or n_eval_episodes < 1:
         raise ValueError(f"eval_freq and n_eval_episodes must be at least 1, got {eval_freq} and {n_eval_episodes}")
-    curve = LearningCurve(label=label, seed=seed, pretrained=before_learning is not None)
     start = time.perf_counter()
-    if before_learning is not None:
-        before_learning()
-    record_evaluation(model, curve, eval_env, n_eval_episodes, clock_start=start)
-    callbacks: list[BaseCallback] = [
-        CurveCallback(curve, eval_env, eval_freq, n_eval_episodes, clock_start=start, stop_at_threshold=stop_at_threshold)
-    ]
-    if extra_callback is not None:
-        callbacks.append(extra_callback)
+    resumed = load_checkpoint(checkpoint_dir, model) if checkpoint_dir is not None else None
+    if resumed is None:
+        curve = LearningCurve(label=label, seed=seed, pretrained=before_learning is not None)
+        if before_learning is not None:
+            before_learning()
+        record_evaluation(model, curve, eval_env, n_eval_episodes, clock_start=start)
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, model, curve)
+    else:
+        model, curve = resumed
+        curve.resumed_at.append(int(model.num_timesteps))
+        # The clock continues from the training time the curve had at its last evaluation
+        start -= (curve.train_seconds_at[-1] if curve.timed else 0.0) + curve.eval_seconds
+    curve_callback = CurveCallback(
+        curve,
+        eval_env,
+        eval_freq,
+        n_eval_episodes,
+        clock_start=start,
+        stop_at_threshold=stop_at_threshold,
+        checkpoint_dir=checkpoint_dir,
+    )
+    callbacks: list[BaseCallback] = [curve_callback, *([extra_callback] if extra_callback is not None else [])]
     reached = stop_at_threshold is not None and curve.mean_returns[-1] >= stop_at_threshold
-    if total_timesteps > 0 and not reached:
-        # A fresh model starts a new logger run (tb_log_name_1, _2, ...); a trained one continues its own
-        model.learn(
-            total_timesteps, callback=callbacks, progress_bar=progress_bar, reset_num_timesteps=model.num_timesteps == 0
-        )
+    remaining = total_timesteps - (model.num_timesteps - curve.timesteps[0])  # the steps since the first evaluation
+    if remaining > 0 and not reached:
+        # A fresh model starts a new logger run (tb_log_name_1, _2, ...); a trained or resumed one continues its own
+        model.learn(remaining, callback=callbacks, progress_bar=progress_bar, reset_num_timesteps=model.num_timesteps == 0)
     if curve.timesteps[-1] != model.num_timesteps:
         record_evaluation(model, curve, eval_env, n_eval_episodes, clock_start=start)
     curve.train_seconds = time.perf_counter() - start - curve.eval_seconds
