@@ -86,6 +86,7 @@ from sb3_dqfd.common.experiment import (
     RETURN_FLOORS,
     LearningCurve,
     format_table,
+    load_checkpoint,
     plot_curves,
     run_in_processes,
     save_results,
@@ -241,8 +242,8 @@ def run_one(job: Job) -> Result:
     """
     One training run in its own process (one torch thread): record the demonstrations (not timed), pre-train and
     train the variant, evaluating after pre-training and every ``eval_freq`` steps. With a checkpoint folder the run
-    is saved at each evaluation and continues from there if a stopped session left it one (``train_with_curve``'s
-    ``checkpoint_dir``; the curve's ``resumed_at`` lists where).
+    is saved at each evaluation and continues from there if a stopped session left it one (``load_checkpoint``; the
+    curve's ``resumed_at`` lists where).
 
     :param job: variant, env id, seed, budget, DQfD's keyword arguments, evaluation frequency, evaluation episodes,
         checkpoint folder
@@ -252,6 +253,8 @@ def run_one(job: Job) -> Result:
     variant, env_id, seed, budget, hyperparameters, eval_freq, n_eval_episodes, checkpoint_dir = job
     wall, cpu = time.perf_counter(), time.process_time()
     model = make_dqfd(env_id, task_demonstrations(env_id, seed), seed=seed, **hyperparameters)
+    resumed = load_checkpoint(checkpoint_dir, model) if checkpoint_dir is not None else None
+    model, curve_so_far = resumed if resumed is not None else (model, None)
     curve = train_with_curve(
         model,
         variant,
@@ -262,6 +265,7 @@ def run_one(job: Job) -> Result:
         n_eval_episodes,
         before_learning=partial(model.pretrain, model.pretrain_steps),
         checkpoint_dir=checkpoint_dir,
+        curve=curve_so_far,
     )
     print(f"{env_id} {variant} seed {seed}: {np.round(curve.mean_returns, 1).tolist()}", flush=True)
     cpu_share = (time.process_time() - cpu) / (time.perf_counter() - wall)

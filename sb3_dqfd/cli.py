@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import signal
 import sys
 import threading
@@ -34,10 +35,12 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
 from sb3_dqfd.common.demonstrations import Demonstrations, load_demonstrations, record_demonstrations, save_demonstrations
 from sb3_dqfd.common.experiment import (
+    LATEST_CHECKPOINT,
     RETURN_FLOORS,
     ZOO_DQN_HYPERPARAMS,
     LearningCurve,
     format_table,
+    load_checkpoint,
     plot_curves,
     save_results,
     summarize,
@@ -86,6 +89,10 @@ EXIT_INTERRUPTED = 130
 #: The keys of rl-zoo3's entries (:data:`~sb3_dqfd.zoo.registration.ZOO_KEYS`) that ``train`` honours, as rl-zoo3's
 #: ``ExperimentManager`` does; it refuses the others (callbacks, VecEnv wrappers, action noise), naming them
 ENV_KEYS = ("env_kwargs", "env_wrapper", "frame_stack", "monitor_kwargs", "normalize")
+#: ``train --checkpoint``: the folder in ``--output-dir`` of the run's checkpoint, and the file there that records the
+#: options a ``--resume`` must repeat (those that build the model and its environments)
+CHECKPOINT_FOLDER, CHECKPOINT_OPTIONS = "checkpoint", "options.json"
+RESUME_OPTIONS = ("algo", "env", "demos", "hyperparams", "pretrain_steps", "n_envs", "seed")
 
 
 class UsageError(Exception):
@@ -609,6 +616,53 @@ def _report_interrupt(model: BaseAlgorithm, total_timesteps: int, files: list[Pa
     return EXIT_INTERRUPTED
 
 
+def _checkpoint_options(args: argparse.Namespace, hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """:return: what a ``--resume`` must repeat: :data:`RESUME_OPTIONS` and the YAML entry's values (as text)"""
+    options = {name: getattr(args, name) for name in RESUME_OPTIONS}
+    return options | {"hyperparams entry": {key: str(value) for key, value in hyperparams.items()}}
+
+
+def _start_or_resume(
+    args: argparse.Namespace, model: BaseAlgorithm, options: dict[str, Any], folder: Path
+) -> tuple[BaseAlgorithm, LearningCurve | None]:
+    """
+    ``train --checkpoint``: start a new checkpoint in ``folder`` (replacing one there), or with ``--resume`` load the
+    one there, checking first that the command repeats the options it was started with.
+
+    :return: the model to train and, when resuming, its curve so far (see ``train_with_curve``'s ``curve``)
+    """
+    stored = folder / CHECKPOINT_OPTIONS
+    if not args.resume:
+        if (folder / LATEST_CHECKPOINT).exists():
+            print(f"{PROG}: starting afresh: replacing the checkpoint in {folder} (--resume would continue it)")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        stored.write_text(json.dumps(options, indent=2))
+        return model, None
+    started = json.loads(stored.read_text()) if stored.is_file() else {}
+    different = [
+        f"{name} {started.get(name)!r} (now {value!r})" for name, value in options.items() if started.get(name) != value
+    ]
+    if started and different:
+        raise UsageError(f"--resume: the run in {folder} was started with other options: {'; '.join(different)}")
+    try:
+        resumed = load_checkpoint(folder, model) if started else None
+    except ValueError as error:
+        raise UsageError(f"--resume: {error}") from None
+    if resumed is None:
+        raise UsageError(f"--resume: no checkpoint in {folder}: start the run with --checkpoint")
+    loaded, curve = resumed
+    print(f"{PROG}: resuming at step {loaded.num_timesteps:,} from {folder}")
+    return loaded, curve
+
+
+def _resume_note(checkpoint_dir: Path | None) -> str:
+    """:return: how to continue an interrupted ``train`` if it saved a checkpoint (none before its first evaluation)"""
+    if checkpoint_dir is None or not (checkpoint_dir / LATEST_CHECKPOINT).is_file():
+        return ""
+    return f"; the same command with --resume continues from the checkpoint in {checkpoint_dir}"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """
     Train DQfD, SACfD, TD3fD, TransformerA2C or TransformerPPO with periodic evaluation; save the model, a
@@ -633,22 +687,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     n_envs = n_envs if args.n_envs is None else args.n_envs
     total_timesteps = total_timesteps if args.timesteps is None else args.timesteps
     env, eval_env = make_train_envs(args.env, n_envs, args.seed, settings)
+    options = _checkpoint_options(args, hyperparams)  # before the model's arguments are added to the entry
     model = _build_model(args, env, hyperparams, where)
 
     model_path = Path(args.output_dir) / f"{args.algo}_{args.env}"
     model_path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir, curve_so_far = None, None
+    if args.checkpoint or args.resume:
+        checkpoint_dir = model_path.parent / CHECKPOINT_FOLDER
+        model, curve_so_far = _start_or_resume(args, model, options, checkpoint_dir)
     stop = _StopOnCtrlC()
     try:
         with _handling_sigint(stop.on_sigint):
             curve = train_with_curve(model, args.algo, args.seed, total_timesteps, eval_env, args.eval_freq,
-                                     args.eval_episodes, args.progress_bar, extra_callback=stop)  # fmt: skip
+                                     args.eval_episodes, args.progress_bar, extra_callback=stop,
+                                     checkpoint_dir=checkpoint_dir, curve=curve_so_far)  # fmt: skip
     except KeyboardInterrupt:
         note = " (no learning curve: stopped outside the interaction with the environment, or by a second Ctrl-C)"
-        return _report_interrupt(model, total_timesteps, _save_model(model, model_path), note)
+        files = _save_model(model, model_path)
+        return _report_interrupt(model, total_timesteps, files, note + _resume_note(checkpoint_dir))
     model_files = _save_model(model, model_path)
     curve_files = _save_curve(args, curve, model.num_timesteps, stop.interrupted)
     if stop.interrupted:
-        return _report_interrupt(model, total_timesteps, model_files + curve_files)
+        return _report_interrupt(model, total_timesteps, model_files + curve_files, _resume_note(checkpoint_dir))
     plot, results = curve_files
     print(f"Model: {' + '.join(map(str, model_files))}  curve: {plot}  results: {results}")
     return 0
@@ -1006,7 +1067,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train DQfD, SACfD, TD3fD, TransformerA2C or TransformerPPO with periodic evaluation",
         description="Train DQfD, SACfD, TD3fD, TransformerA2C or TransformerPPO with periodic evaluation; write the "
         "model, a learning-curve PNG and "
-        "results.json to --output-dir. Ctrl-C stops the run and saves the model and the curve so far (exit status 130).",
+        "results.json to --output-dir. Ctrl-C stops the run and saves the model and the curve so far (exit status 130); "
+        "with --checkpoint, --resume continues it.",
     )
     train.add_argument(
         "algo",
@@ -1041,6 +1103,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--progress-bar", action="store_true", help="show progress bars")
     train.add_argument(
         "--output-dir", default="runs/train", help="where the model, the curve and the JSON go (default: %(default)s)"
+    )
+    train.add_argument(
+        "--checkpoint",
+        action="store_true",
+        help=f"save the run at every evaluation and at the end (model, replay buffer, VecNormalize statistics, curve) in "
+        f"<output-dir>/{CHECKPOINT_FOLDER}, replacing one there, so that --resume can continue it after Ctrl-C or a "
+        "killed machine",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue the run checkpointed in <output-dir>/{CHECKPOINT_FOLDER} from its last evaluation (and go on "
+        "checkpointing): the same command as the one that started it, except that --timesteps may grow to train longer",
     )
     train.set_defaults(func=cmd_train)
 

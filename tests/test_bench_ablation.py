@@ -142,13 +142,11 @@ def test_run_one_on_minatar_and_its_checkpoints(bench, tmp_path):
     curve, run = bench.run_one(job)
     assert (curve.label, curve.seed, curve.timesteps, curve.pretrained) == (variant, 0, [0, 32, 64, 80], True)
     assert run["variant"] == variant and run["env_id"] == MINATAR and run["seed"] == 0
-    # As a session stopped after the evaluation at 64 would leave it: the run continues from there (image buffer too)
-    assert (folder / "latest").read_text() == "step_64"
-    resumed, _ = bench.run_one(job)
+    # Saved at the end too: the same run with a larger budget trains on from there (the image buffer restored)
+    assert (folder / "latest").read_text() == "step_80"
+    longer, _ = bench.run_one((*job[:3], 96, *job[4:]))
     assert (
-        resumed.timesteps == [0, 32, 64, 80]
-        and resumed.resumed_at == [64]
-        and resumed.mean_returns[:3] == curve.mean_returns[:3]
+        longer.timesteps == [0, 32, 64, 80, 96] and longer.resumed_at == [80] and longer.mean_returns[:4] == curve.mean_returns
     )
 
 

@@ -323,6 +323,52 @@ def test_ctrl_c_while_training_saves_the_model_and_the_curve_so_far(tmp_path, mo
     assert signal.getsignal(signal.SIGINT) is handler
 
 
+def test_ctrl_c_with_checkpoint_then_resume_continues_the_run(tmp_path, monkeypatch, capsys, ctrl_c_raises):
+    monkeypatch.chdir(tmp_path)
+    real_train = DQfD.train
+    calls = []
+
+    def train_then_ctrl_c(self, *args, **kwargs):
+        real_train(self, *args, **kwargs)
+        calls.append(self.num_timesteps)
+        if len(calls) == 130:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(DQfD, "train", train_then_ctrl_c)
+    Path("dqfd.yml").write_text("CartPole-v1:\n  pretrain_steps: 5\n  policy_kwargs: 'dict(net_arch=[16])'\n")
+    argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--hyperparams", "dqfd.yml", "--eval-freq", "50"]
+    argv += ["--eval-episodes", "1", "--output-dir", "run", "--timesteps", "300"]
+    assert run(*argv, "--checkpoint") == 130
+    stopped_at = DQfD.load("run/dqfd_CartPole-v1").num_timesteps
+    assert 130 <= stopped_at < 300
+    assert f"--resume continues from the checkpoint in {Path('run/checkpoint')}" in capsys.readouterr().err
+    monkeypatch.setattr(DQfD, "train", real_train)
+    pretrainings = []
+    monkeypatch.setattr(DQfD, "pretrain", lambda self, *args, **kwargs: pretrainings.append(args))
+
+    assert run(*argv, "--resume", "--timesteps", "400") == 0  # and train longer than planned
+    assert f"resuming at step {stopped_at:,}" in capsys.readouterr().out and pretrainings == []
+    curve = json.loads(Path("run/results.json").read_text())["curves"][0]
+    # The evaluations before the stop and the one at the stop kept; the schedule goes on every 50 steps from 0
+    assert curve["resumed_at"] == [stopped_at] and curve["timesteps"] == [0, 50, 100, stopped_at, *range(150, 401, 50)]
+    assert DQfD.load("run/dqfd_CartPole-v1").num_timesteps == 400
+
+    def usage_error(*arguments: str) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            run(*arguments)
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and error.count("\n") == 1
+        return error
+
+    error = usage_error(*[arg if arg != "expert:1" else "expert:2" for arg in argv], "--resume")
+    assert "--resume: the run in run/checkpoint was started with other options: demos 'expert:1' (now 'expert:2')\n" in error
+    error = usage_error(*argv[:-4], "--output-dir", "elsewhere", "--resume")
+    assert "--resume: no checkpoint in elsewhere/checkpoint: start the run with --checkpoint" in error
+    assert run(*argv, "--checkpoint", "--timesteps", "50") == 0  # without --resume: a new run
+    assert "replacing the checkpoint in run/checkpoint" in capsys.readouterr().out
+    assert json.loads(Path("run/results.json").read_text())["curves"][0]["resumed_at"] == []
+
+
 def test_ctrl_c_during_pre_training_saves_the_model(tmp_path, monkeypatch, capsys, ctrl_c_raises):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(DQfD, "pretrain", lambda self, *args, **kwargs: signal.raise_signal(signal.SIGINT))
@@ -332,6 +378,10 @@ def test_ctrl_c_during_pre_training_saves_the_model(tmp_path, monkeypatch, capsy
     error = capsys.readouterr().err
     assert "sb3-dqfd: interrupted at step 0 of 100: saved run/dqfd_CartPole-v1.zip (no learning curve" in error
     assert error.count("\n") == 1
+    assert run(*argv, "--eval-episodes", "1", "--output-dir", "run", "--checkpoint") == 130
+    # The checkpoint of the first evaluation (before learn(), which pre-trains): --resume pre-trains again
+    assert "--resume continues from the checkpoint in run/checkpoint\n" in capsys.readouterr().err
+    assert not DQfD.load("run/checkpoint/step_0/model.zip").pretrained
 
 
 def test_ctrl_c_elsewhere_is_one_line_and_exit_130(monkeypatch, capsys):

@@ -16,7 +16,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 JobT = TypeVar("JobT")
 ResultT = TypeVar("ResultT")
@@ -87,8 +87,9 @@ class LearningCurve:
         Empty for curves that were not timed (e.g. built by hand, or saved before this field existed)
     :param pretrained: the first evaluation is of a pre-trained policy (DQfD after pre-training), so
         :meth:`retention` measures how much of it interaction kept
-    :param resumed_at: the steps at which the run continued from a checkpoint after a stop (:func:`train_with_curve`'s
-        ``checkpoint_dir``): from there it did not replay the episode in progress or the random generators' states
+    :param resumed_at: the steps at which the run continued from a checkpoint (:func:`load_checkpoint`, then
+        :func:`train_with_curve` with its ``curve``): the episode in progress then and the random generators' states were
+        not restored
     """
 
     label: str
@@ -196,7 +197,9 @@ class CurveCallback(BaseCallback):
         self._next_eval = 0
 
     def _on_training_start(self) -> None:
-        self._next_eval = self.num_timesteps + self.eval_freq
+        # On the grid of the curve's first evaluation, so that a run continued from a checkpoint keeps its schedule
+        origin = self.curve.timesteps[0] if self.curve.timesteps else self.num_timesteps
+        self._next_eval = origin + ((self.num_timesteps - origin) // self.eval_freq + 1) * self.eval_freq
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next_eval:
@@ -249,11 +252,12 @@ LATEST_CHECKPOINT = "latest"
 def save_checkpoint(directory: str | Path, model: BaseAlgorithm, curve: LearningCurve) -> None:
     """
     Save a training run as it is now: the model (``model.zip``), its replay buffer (``replay_buffer.pkl``, off-policy
-    algorithms) and its curve (``curve.json``), so that :func:`load_checkpoint` can continue it after a stop.
+    algorithms), its ``VecNormalize`` statistics (``vecnormalize.pkl``, if any) and its curve (``curve.json``), so that
+    :func:`load_checkpoint` can continue it after a stop.
 
-    Each checkpoint is written to a new folder ``step_<n>`` and then named in the file ``latest``, replaced in one
-    step (``os.replace``): a run stopped while saving keeps its previous checkpoint whole, never a model from one step
-    with a buffer from another. The previous checkpoint's folder is removed after.
+    Each checkpoint is written to a new folder ``step_<n>`` and then named in the file ``latest``, replaced in one step
+    (``os.replace``): a run stopped while saving keeps its previous checkpoint whole, never a model from one step with a
+    buffer from another. The previous checkpoint's folder is removed after.
 
     :param directory: the run's checkpoint folder
     :param model: the model being trained
@@ -263,12 +267,15 @@ def save_checkpoint(directory: str | Path, model: BaseAlgorithm, curve: Learning
     previous = _latest_checkpoint(directory)
     target = directory / f"step_{model.num_timesteps}"
     if target == previous:
-        return  # already saved at this step (e.g. the last evaluation when learning ends on one)
+        return  # already saved at this step (learning ended on an evaluation)
     shutil.rmtree(target, ignore_errors=True)  # an unfinished save of an earlier, stopped attempt
     target.mkdir(parents=True)
     model.save(target / "model.zip")
     if isinstance(model, OffPolicyAlgorithm):
         model.save_replay_buffer(target / "replay_buffer.pkl")
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None:
+        vec_normalize.save(str(target / "vecnormalize.pkl"))
     (target / "curve.json").write_text(json.dumps(asdict(curve)))
     pointer = directory / (LATEST_CHECKPOINT + ".tmp")
     pointer.write_text(target.name)
@@ -284,16 +291,17 @@ def _latest_checkpoint(directory: Path) -> Path | None:
 
 def load_checkpoint(directory: str | Path, model: BaseAlgorithm) -> tuple[BaseAlgorithm, LearningCurve] | None:
     """
-    The run :func:`save_checkpoint` saved last in ``directory``, loaded to continue it.
+    The run :func:`save_checkpoint` saved last in ``directory``, loaded to continue it with :func:`train_with_curve`
+    (its ``curve``).
 
-    The model is loaded as ``type(model)`` on ``model``'s environment and device, with ``model``'s logger if it was set
-    with ``set_logger``, and its replay buffer restored: ``learn(remaining, reset_num_timesteps=False)`` then carries on
-    its schedules. Not restored: the episode in progress when it stopped (learning starts a new one), the transition of
-    the step it was saved at (SB3 runs callbacks before it stores a step's transition, as with its
-    ``CheckpointCallback``), an on-policy algorithm's rollout in progress (its steps count, unused) and the random
-    generators' states.
+    The model is loaded as ``type(model)`` on ``model``'s environment and device, with ``model``'s logger if it was
+    set with ``set_logger``, its replay buffer restored, and its ``VecNormalize`` statistics copied into the
+    environment's (in place: an evaluation environment that shares them keeps doing so). Not restored: the episode in
+    progress when it was saved (learning starts a new one), the transition of the step it was saved at (SB3 runs
+    callbacks before it stores a step's transition, as with its ``CheckpointCallback``), an on-policy algorithm's
+    rollout in progress (its steps count, unused) and the random generators' states.
 
-    :param directory: the run's checkpoint folder
+    :param directory: the run's checkpoint folder (our own files: the buffer and statistics are pickles)
     :param model: a model built as the run's was (its class, environment, device and logger are used; it is not changed)
     :return: the loaded model and its curve, None if ``directory`` holds no checkpoint
     :raises ValueError: if the checkpoint ``latest`` names is not there whole
@@ -301,16 +309,40 @@ def load_checkpoint(directory: str | Path, model: BaseAlgorithm) -> tuple[BaseAl
     checkpoint = _latest_checkpoint(Path(directory))
     if checkpoint is None:
         return None
-    files = ["model.zip", "curve.json", *(["replay_buffer.pkl"] if isinstance(model, OffPolicyAlgorithm) else [])]
+    vec_normalize = model.get_vec_normalize_env()
+    files = [
+        "model.zip",
+        "curve.json",
+        *(["replay_buffer.pkl"] if isinstance(model, OffPolicyAlgorithm) else []),
+        *(["vecnormalize.pkl"] if vec_normalize is not None else []),
+    ]
     missing = [name for name in files if not (checkpoint / name).is_file()]
     if missing:
         raise ValueError(f"Checkpoint {checkpoint} is incomplete (no {', '.join(missing)}): delete {directory} to start over")
     loaded = type(model).load(checkpoint / "model.zip", env=model.get_env(), device=model.device)
     if isinstance(loaded, OffPolicyAlgorithm):
         loaded.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+    if vec_normalize is not None:
+        saved = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), vec_normalize.venv)
+        _copy_statistics(saved.obs_rms, vec_normalize.obs_rms)
+        _copy_statistics(saved.ret_rms, vec_normalize.ret_rms)
     if model._custom_logger:
         loaded.set_logger(model.logger)
     return loaded, LearningCurve(**json.loads((checkpoint / "curve.json").read_text()))
+
+
+def _copy_statistics(source: Any, target: Any) -> None:
+    """
+    Copy running means and variances into ``target``'s objects, kept as they are (shared with an evaluation env).
+
+    :param source: a ``RunningMeanStd``, or a dict of them (Dict observations)
+    :param target: the same structure
+    """
+    if isinstance(target, dict):
+        for key, running in target.items():
+            _copy_statistics(source[key], running)
+    else:
+        target.mean, target.var, target.count = source.mean, source.var, source.count
 
 
 def train_with_curve(
@@ -326,6 +358,7 @@ def train_with_curve(
     extra_callback: BaseCallback | None = None,
     stop_at_threshold: float | None = None,
     checkpoint_dir: str | Path | None = None,
+    curve: LearningCurve | None = None,
 ) -> LearningCurve:
     """
     Train ``model`` for ``total_timesteps`` environment steps and evaluate it before learning and every ``eval_freq``.
@@ -348,28 +381,23 @@ def train_with_curve(
     :param stop_at_threshold: stop at the first evaluation whose mean return reaches this (None: train the whole
         budget). Schedules still stretch over ``total_timesteps``, so the curve up to that evaluation is the one of
         a full run: enough for the steps and seconds to the threshold, at a fraction of the cost
-    :param checkpoint_dir: save the run there at every evaluation (:func:`save_checkpoint`), and if it holds one,
-        continue from it (:func:`load_checkpoint`) instead of starting: a run stopped by Ctrl-C or a killed machine
-        loses only the steps since its last evaluation. ``model`` then gives only the class, environment and device
-        (the loaded model trains, ``before_learning`` does not run again) and the curve lists the step in
-        ``resumed_at``. None: no checkpoints
+    :param checkpoint_dir: save the run there at every evaluation (:func:`save_checkpoint`): a run stopped by Ctrl-C or
+        a killed machine then loses only the steps since its last evaluation. None: no checkpoints
+    :param curve: continue this run, loaded with its model by :func:`load_checkpoint`: ``total_timesteps`` counts from
+        its first evaluation, ``before_learning`` does not run again, the clock goes on from its last evaluation and
+        ``curve.resumed_at`` gets the step. None: a new run
     :return: the learning curve
     """
     if eval_freq < 1 or n_eval_episodes < 1:
         raise ValueError(f"eval_freq and n_eval_episodes must be at least 1, got {eval_freq} and {n_eval_episodes}")
     start = time.perf_counter()
-    resumed = load_checkpoint(checkpoint_dir, model) if checkpoint_dir is not None else None
-    if resumed is None:
+    if curve is None:
         curve = LearningCurve(label=label, seed=seed, pretrained=before_learning is not None)
         if before_learning is not None:
             before_learning()
-        record_evaluation(model, curve, eval_env, n_eval_episodes, clock_start=start)
-        if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, model, curve)
+        _evaluate_and_save(model, curve, eval_env, n_eval_episodes, start, checkpoint_dir)
     else:
-        model, curve = resumed
         curve.resumed_at.append(int(model.num_timesteps))
-        # The clock continues from the training time the curve had at its last evaluation
         start -= (curve.train_seconds_at[-1] if curve.timed else 0.0) + curve.eval_seconds
     curve_callback = CurveCallback(
         curve,
@@ -382,14 +410,29 @@ def train_with_curve(
     )
     callbacks: list[BaseCallback] = [curve_callback, *([extra_callback] if extra_callback is not None else [])]
     reached = stop_at_threshold is not None and curve.mean_returns[-1] >= stop_at_threshold
-    remaining = total_timesteps - (model.num_timesteps - curve.timesteps[0])  # the steps since the first evaluation
+    remaining = total_timesteps - (model.num_timesteps - curve.timesteps[0])  # the budget counts from the first evaluation
     if remaining > 0 and not reached:
         # A fresh model starts a new logger run (tb_log_name_1, _2, ...); a trained or resumed one continues its own
         model.learn(remaining, callback=callbacks, progress_bar=progress_bar, reset_num_timesteps=model.num_timesteps == 0)
     if curve.timesteps[-1] != model.num_timesteps:
-        record_evaluation(model, curve, eval_env, n_eval_episodes, clock_start=start)
+        # Saved too: a run stopped early (Ctrl-C, a threshold) can be continued, a finished one trained longer
+        _evaluate_and_save(model, curve, eval_env, n_eval_episodes, start, checkpoint_dir)
     curve.train_seconds = time.perf_counter() - start - curve.eval_seconds
     return curve
+
+
+def _evaluate_and_save(
+    model: BaseAlgorithm,
+    curve: LearningCurve,
+    eval_env: VecEnv,
+    n_eval_episodes: int,
+    clock_start: float,
+    checkpoint_dir: str | Path | None,
+) -> None:
+    """:func:`record_evaluation`, then :func:`save_checkpoint` if there is a ``checkpoint_dir``."""
+    record_evaluation(model, curve, eval_env, n_eval_episodes, clock_start=clock_start)
+    if checkpoint_dir is not None:
+        save_checkpoint(checkpoint_dir, model, curve)
 
 
 def summarize(curves: Sequence[LearningCurve], threshold: float | None, return_floor: float = 0.0) -> list[dict[str, Any]]:
