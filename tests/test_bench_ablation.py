@@ -1,24 +1,17 @@
 """benchmarks/bench_ablation.py: the variants' settings (MinAtar too), the hold share, its options, --resume, tiny runs."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
+from benchmark_helpers import BENCHMARKS, load_benchmark
 
 from sb3_dqfd.common.experiment import LearningCurve
-
-BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_ablation.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_ablation", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_ablation"] = module  # the worker processes unpickle run_one from it
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_ablation")
 
 
 def test_variants_add_their_option_to_the_shipped_settings(bench):
@@ -97,7 +90,7 @@ def test_minatar_variants_add_their_option_to_dqfd_defaults(bench):
 
 
 def test_minatar_settings_are_those_of_bench_minatar_measured_run(bench):
-    measured = json.loads((BENCH.parent / "results" / "bench_minatar.json").read_text())["metadata"]
+    measured = json.loads((BENCHMARKS / "results" / "bench_minatar.json").read_text())["metadata"]
     settings = measured["settings"]
     assert (settings["budget"], settings["eval_freq"], settings["eval_episodes"]) == (
         bench.MINATAR_BUDGET,
@@ -110,7 +103,7 @@ def test_minatar_settings_are_those_of_bench_minatar_measured_run(bench):
 
 @pytest.fixture(scope="module")
 def minatar_demos():
-    sys.path.insert(0, str(BENCH.parent))
+    sys.path.insert(0, str(BENCHMARKS))
     from bench_minatar import make_game
 
     from sb3_dqfd.common.demonstrations import record_demonstrations

@@ -1,25 +1,18 @@
 """benchmarks/bench_atari.py: its options, the zoo's DQN settings it copies, and its GPU mode started at a tiny budget."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_atari.py"
+from benchmark_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
     pytest.importorskip("ale_py")
     pytest.importorskip("cv2")  # AtariWrapper resizes with OpenCV
-    spec = importlib.util.spec_from_file_location("bench_atari", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_atari"] = module  # the worker processes unpickle run_one from it
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_atari")
 
 
 def test_modes_fill_in_their_defaults_and_options_override_them(bench, tmp_path):

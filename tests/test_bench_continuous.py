@@ -2,28 +2,23 @@
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_helpers import BENCHMARKS, load_benchmark
 from stable_baselines3.common.noise import NormalActionNoise
 
 from sb3_dqfd import RLPD_HYPERPARAMS, SACfD, TD3fD
 from sb3_dqfd.common.experiment import LearningCurve
 from sb3_dqfd.common.hyperparams import shipped_hyperparameters, zoo_hyperparameters
 
-BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_continuous.py"
 LANDER = "LunarLanderContinuous-v3"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_continuous", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_continuous"] = module  # the worker processes unpickle run_one from it
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_continuous")
 
 
 def test_default_options_and_small(bench):
@@ -230,6 +225,6 @@ def test_expert_entries_are_rl_zoo3_ones_under_the_v5_id(file, env_id):
     import yaml
 
     zoo_file = Path(importlib.util.find_spec("rl_zoo3").origin).parent / "hyperparams" / "ppo.yml"
-    ours = yaml.safe_load((BENCH.parent / "experts" / file).read_text())
+    ours = yaml.safe_load((BENCHMARKS / "experts" / file).read_text())
     assert list(ours) == [f"{env_id}-v5"]
     assert ours[f"{env_id}-v5"] == yaml.safe_load(zoo_file.read_text())[f"{env_id}-v4"]

@@ -1,25 +1,18 @@
 """benchmarks/bench_memory.py: its options, the POPGym tasks skipped without popgym, its settings, a run at a tiny budget."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_helpers import load_benchmark
 from gymnasium import spaces
-
-BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_memory.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
     pytest.importorskip("sb3_contrib")
-    spec = importlib.util.spec_from_file_location("bench_memory", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_memory"] = module  # the worker processes unpickle run_one from it
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_memory")
 
 
 def test_defaults_and_small_mode(bench, tmp_path, monkeypatch):

@@ -1,12 +1,11 @@
 """benchmarks/bench_stability.py: sb3-contrib's RecurrentPPO performance test kept as it is, the settings, a tiny run."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_helpers import load_benchmark
 from gymnasium.envs.classic_control import CartPoleEnv
 from stable_baselines3.common.env_checker import check_env
 from stable_baselines3.common.utils import LinearSchedule
@@ -17,17 +16,11 @@ from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.transformer_a2c import TransformerA2C
 from sb3_dqfd.transformer_ppo import TransformerPPO
 
-BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_stability.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
     pytest.importorskip("sb3_contrib")
-    spec = importlib.util.spec_from_file_location("bench_stability", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_stability"] = module  # the worker processes unpickle run_one from it
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_stability")
 
 
 def test_protocol_is_the_tests(bench):

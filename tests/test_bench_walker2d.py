@@ -1,27 +1,20 @@
 """benchmarks/bench_walker2d.py: the rl-zoo3 PPO baseline, the models it builds and the stability ratio."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from benchmark_helpers import load_benchmark
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_dqfd.common.experiment import LearningCurve
 from sb3_dqfd.transformer_ppo import TransformerPPO
 
-BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_walker2d.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_walker2d", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_walker2d"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_walker2d")
 
 
 def test_zoo_ppo_settings_are_the_installed_rl_zoo3_entry(bench):

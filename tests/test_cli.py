@@ -295,19 +295,29 @@ def ctrl_c_raises():
     signal.signal(signal.SIGINT, previous)
 
 
-def test_ctrl_c_while_training_saves_the_model_and_the_curve_so_far(tmp_path, monkeypatch, capsys, ctrl_c_raises):
-    monkeypatch.chdir(tmp_path)
-    handler = signal.getsignal(signal.SIGINT)
+def ctrl_c_after_updates(monkeypatch, n_calls: int) -> list[int]:
+    """
+    Make DQfD's ``train`` send Ctrl-C (SIGINT) after its ``n_calls``-th call: between two environment steps.
+
+    :return: the model's step at each call (filled as it trains)
+    """
     real_train = DQfD.train
-    updates = []
+    steps: list[int] = []
 
     def train_then_ctrl_c(self, *args, **kwargs):
         real_train(self, *args, **kwargs)
-        updates.append(self.num_timesteps)
-        if len(updates) == 30:
-            signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends, between two environment steps
+        steps.append(self.num_timesteps)
+        if len(steps) == n_calls:
+            signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(DQfD, "train", train_then_ctrl_c)
+    return steps
+
+
+def test_ctrl_c_while_training_saves_the_model_and_the_curve_so_far(tmp_path, monkeypatch, capsys, ctrl_c_raises):
+    monkeypatch.chdir(tmp_path)
+    handler = signal.getsignal(signal.SIGINT)
+    updates = ctrl_c_after_updates(monkeypatch, 30)
     Path("dqfd.yml").write_text("CartPole-v1:\n  pretrain_steps: 5\n  policy_kwargs: 'dict(net_arch=[16])'\n")
     argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--hyperparams", "dqfd.yml"]
     assert run(*argv, "--timesteps", "2000", "--eval-freq", "20", "--eval-episodes", "1", "--output-dir", "run") == 130
@@ -326,15 +336,7 @@ def test_ctrl_c_while_training_saves_the_model_and_the_curve_so_far(tmp_path, mo
 def test_ctrl_c_with_checkpoint_then_resume_continues_the_run(tmp_path, monkeypatch, capsys, ctrl_c_raises):
     monkeypatch.chdir(tmp_path)
     real_train = DQfD.train
-    calls = []
-
-    def train_then_ctrl_c(self, *args, **kwargs):
-        real_train(self, *args, **kwargs)
-        calls.append(self.num_timesteps)
-        if len(calls) == 130:
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(DQfD, "train", train_then_ctrl_c)
+    ctrl_c_after_updates(monkeypatch, 130)
     Path("dqfd.yml").write_text("CartPole-v1:\n  pretrain_steps: 5\n  policy_kwargs: 'dict(net_arch=[16])'\n")
     argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--hyperparams", "dqfd.yml", "--eval-freq", "50"]
     argv += ["--eval-episodes", "1", "--output-dir", "run", "--timesteps", "300"]

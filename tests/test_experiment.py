@@ -8,6 +8,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from benchmark_helpers import load_benchmark
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -211,13 +212,7 @@ def test_summarize_reports_the_median_retention_of_pretrained_runs_only():
 
 
 def test_bench_dqfd_criteria_report_the_retention_from_each_tasks_floor():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_dqfd.py"
-    spec = importlib.util.spec_from_file_location("bench_dqfd_criteria", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_dqfd")
 
     def dqfd(seed, returns):
         return LearningCurve(
