@@ -19,7 +19,7 @@ demonstrations), each over 50 noise draws:
 Also measured after pre-training: the same model trained with ``l2_coef=0`` (DQfD's L2 is Adam's ``weight_decay``,
 which also decays sigma towards 0).
 
-Reproduce (about 15 CPU-minutes)::
+Reproduce (about 20 CPU-minutes)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_noisy_exploration.py --seeds 3
 
