@@ -17,7 +17,8 @@ Variant settings: the task's DQfD settings, plus
 
 * noisy: NoisyNet heads with the paper's ``sigma_0 = 0.5``; the entry's epsilon schedule
   (``exploration_initial_eps``, ``exploration_final_eps``, ``exploration_fraction``) is dropped, so that the noise
-  alone explores (DQfD's default epsilon with a noisy network is 0);
+  alone explores (DQfD's default epsilon with a noisy network is 0); ``--noisy-keeps-epsilon`` keeps it (then both
+  explore; use another ``--output-dir``, the results have the same variant names);
 * distributional: ``n_quantiles`` from rl-zoo3's tuned QR-DQN entry of the task (MountainCar 25, LunarLander 170);
   rl-zoo3 has no QR-DQN entry for MinAtar: there it is 50 (``MINATAR_N_QUANTILES``, a choice, not tuned; QR-DQN's
   Atari setting is 200). ``--n-quantiles`` overrides every task's.
@@ -167,7 +168,9 @@ def shortname(env_id: str) -> str:
     return env_shortname(env_id.split("/")[-1])
 
 
-def variant_hyperparameters(variant: str, env_id: str, n_quantiles: int | None = None) -> dict[str, Any]:
+def variant_hyperparameters(
+    variant: str, env_id: str, n_quantiles: int | None = None, noisy_keeps_epsilon: bool = False
+) -> dict[str, Any]:
     """
     The task's DQfD settings with the variant's options: the shipped entry (``sb3_dqfd/hyperparams/dqfd.yml``), or
     for a MinAtar game DQfD's defaults, as ``bench_minatar.py`` runs it.
@@ -176,6 +179,7 @@ def variant_hyperparameters(variant: str, env_id: str, n_quantiles: int | None =
     :param env_id: the task
     :param n_quantiles: quantiles of a distributional variant (None: :data:`ZOO_QRDQN_N_QUANTILES`, or
         :data:`MINATAR_N_QUANTILES` on MinAtar)
+    :param noisy_keeps_epsilon: a noisy variant keeps the entry's epsilon schedule (the noise and epsilon explore)
     :return: DQfD's keyword arguments
     """
     if variant not in VARIANTS:
@@ -185,7 +189,8 @@ def variant_hyperparameters(variant: str, env_id: str, n_quantiles: int | None =
     policy_kwargs = dict(hyperparameters.get("policy_kwargs") or {})
     if options["noisy"]:
         policy_kwargs["noisy"] = True
-        hyperparameters = {key: value for key, value in hyperparameters.items() if key not in EPSILON_KEYS}
+        if not noisy_keeps_epsilon:
+            hyperparameters = {key: value for key, value in hyperparameters.items() if key not in EPSILON_KEYS}
     if options["distributional"]:
         default = MINATAR_N_QUANTILES if is_minatar(env_id) else ZOO_QRDQN_N_QUANTILES[env_id]
         policy_kwargs["n_quantiles"] = n_quantiles or default
@@ -397,7 +402,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], dict[str, Any]]:
             budget=budget, eval_freq=eval_freq, n_eval_episodes=n_eval_episodes, n_demo_episodes=settings["n_demo_episodes"]
         )
         for variant in args.variants:
-            hyperparameters = variant_hyperparameters(variant, env_id, args.n_quantiles)
+            hyperparameters = variant_hyperparameters(variant, env_id, args.n_quantiles, args.noisy_keeps_epsilon)
             if args.small:
                 hyperparameters["pretrain_steps"] = SMALL["pretrain_steps"]
             for seed in range(args.seeds):
@@ -523,6 +528,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel, one process and torch thread each")
     parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the JSON and PNGs go")
     parser.add_argument("--no-step-costs", action="store_true", help="skip the timing of a step per variant")
+    parser.add_argument(
+        "--noisy-keeps-epsilon",
+        action="store_true",
+        help="the noisy variants keep the entry's epsilon schedule instead of exploring with the noise alone",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",

@@ -20,6 +20,8 @@ def test_variants_add_their_option_to_the_shipped_settings(bench):
     noisy = bench.variant_hyperparameters("DQfD + noisy", "MountainCar-v0")
     assert noisy["policy_kwargs"] == shipped["policy_kwargs"] | {"noisy": True}
     assert not set(bench.EPSILON_KEYS) & set(noisy)  # the noise explores: DQfD's epsilon defaults to 0
+    both = bench.variant_hyperparameters("DQfD + noisy", "MountainCar-v0", noisy_keeps_epsilon=True)
+    assert both == shipped | {"policy_kwargs": noisy["policy_kwargs"]}
     assert {key: value for key, value in shipped.items() if key not in (*bench.EPSILON_KEYS, "policy_kwargs")} == {
         key: value for key, value in noisy.items() if key != "policy_kwargs"
     }
