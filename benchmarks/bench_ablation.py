@@ -84,6 +84,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_dqfd.common.demonstrations import Demonstrations, record_demonstrations
 from sb3_dqfd.common.experiment import (
+    EXIT_CTRL_C,
     RETURN_FLOORS,
     LearningCurve,
     format_table,
@@ -662,7 +663,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         saved = f"--resume continues from {partial_path}" if partial_path.exists() else "no run had finished"
         saved += f" and the runs in progress from their last evaluation ({checkpoints})"
         print(f"\nstopped: {saved}", flush=True)
-        raise SystemExit(130) from None  # the shell's status of a Ctrl-C, without a traceback after the message
+        raise SystemExit(EXIT_CTRL_C) from None  # the shell's status of a Ctrl-C, without a traceback after the message
     by_key = finished | {job_key(job): result for job, result in zip(remaining, new_results, strict=True)}
     results = [by_key[job_key(job)] for job in jobs]
     report["runs"] = [run for _, run in results]

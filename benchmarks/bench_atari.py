@@ -78,7 +78,15 @@ from sb3_dqfd.common.demonstrations import (
     load_demonstrations,
     record_demonstrations,
 )
-from sb3_dqfd.common.experiment import LearningCurve, format_table, plot_curves, run_in_processes, save_results, summarize
+from sb3_dqfd.common.experiment import (
+    LearningCurve,
+    exit_on_ctrl_c,
+    format_table,
+    plot_curves,
+    run_in_processes,
+    save_results,
+    summarize,
+)
 from sb3_dqfd.common.experts import AleScreenExpert, atari_breakout_expert
 from sb3_dqfd.dqfd import ATARI_PAPER_HYPERPARAMS, DQfD
 
@@ -451,4 +459,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(
+        main,
+        "the finished runs in <output>_partial.json, each running one up to its last evaluation in "
+        "<output>_running_<method>_<seed>.json",
+    )

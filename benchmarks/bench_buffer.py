@@ -47,6 +47,7 @@ from stable_baselines3.common.vec_env.stacked_observations import StackedObserva
 
 from sb3_dqfd.common.buffers import CompactDQfDReplayBuffer, DQfDReplayBuffer
 from sb3_dqfd.common.demonstrations import Demonstrations, Episode
+from sb3_dqfd.common.experiment import exit_on_ctrl_c
 
 RESULTS = Path(__file__).parent / "results"
 OBS_SPACE = spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
@@ -379,4 +380,4 @@ def main_compact(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(main)

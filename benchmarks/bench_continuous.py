@@ -93,6 +93,7 @@ from sb3_dqfd.common.experiment import (
     RETURN_FLOORS,
     CurveCallback,
     LearningCurve,
+    exit_on_ctrl_c,
     format_table,
     plot_curves,
     run_in_processes,
@@ -610,4 +611,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(main, "the finished runs in <name>.partial.json")

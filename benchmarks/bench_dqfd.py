@@ -61,6 +61,7 @@ from sb3_dqfd.common.experiment import (
     RETURN_FLOORS,
     ZOO_DQN_HYPERPARAMS,
     LearningCurve,
+    exit_on_ctrl_c,
     format_table,
     plot_curves,
     run_in_processes,
@@ -770,4 +771,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(main, "the finished runs in <name>.partial.json of the task in progress, and the tasks that finished")

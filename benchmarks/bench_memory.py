@@ -76,7 +76,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 from torch import nn
 
-from sb3_dqfd.common.experiment import LearningCurve, plot_curves, run_in_processes, save_results
+from sb3_dqfd.common.experiment import LearningCurve, exit_on_ctrl_c, plot_curves, run_in_processes, save_results
 from sb3_dqfd.common.hyperparams import shipped_hyperparameters
 from sb3_dqfd.transformer_a2c import TransformerA2C
 from sb3_dqfd.transformer_ppo import TransformerPPO
@@ -521,4 +521,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(main, "the finished runs in <output>_partial.json")

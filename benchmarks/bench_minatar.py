@@ -43,7 +43,15 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_dqfd.common.demonstrations import record_demonstrations
-from sb3_dqfd.common.experiment import LearningCurve, format_table, plot_curves, run_in_processes, save_results, summarize
+from sb3_dqfd.common.experiment import (
+    LearningCurve,
+    exit_on_ctrl_c,
+    format_table,
+    plot_curves,
+    run_in_processes,
+    save_results,
+    summarize,
+)
 from sb3_dqfd.common.experts import get_expert
 from sb3_dqfd.dqfd import DQfD, MinAtarCNN
 from sb3_dqfd.wrappers import MinAtarImage
@@ -221,4 +229,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(main, "the finished runs in <output>_partial.json")

@@ -40,6 +40,7 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_dqfd.common.demonstrations import Demonstrations
+from sb3_dqfd.common.experiment import exit_on_ctrl_c
 from sb3_dqfd.dqfd import DQfD
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -231,4 +232,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(main)

@@ -24,6 +24,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import LinearSchedule
 
+from sb3_dqfd.common.experiment import exit_on_ctrl_c
 from sb3_dqfd.wrappers import DomainRandomization, cartpole_specs
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -183,4 +184,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(main)

@@ -80,7 +80,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from sb3_dqfd.common.experiment import LearningCurve, plot_curves, run_in_processes, save_results
+from sb3_dqfd.common.experiment import LearningCurve, exit_on_ctrl_c, plot_curves, run_in_processes, save_results
 from sb3_dqfd.common.hyperparams import constructor_keys, parse_hyperparameter, shipped_hyperparameters
 from sb3_dqfd.transformer_a2c import TransformerA2C
 from sb3_dqfd.transformer_ppo import TransformerPPO
@@ -535,4 +535,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(main)

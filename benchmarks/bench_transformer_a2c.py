@@ -34,6 +34,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 from torch import nn
 
+from sb3_dqfd.common.experiment import exit_on_ctrl_c
 from sb3_dqfd.transformer_a2c import TransformerA2C
 
 RESULTS = Path(__file__).parent / "results"
@@ -274,4 +275,4 @@ def print_table(summary: dict[str, dict[str, Any]], title: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(main)

@@ -45,6 +45,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_dqfd.common.experiment import (
     LearningCurve,
+    exit_on_ctrl_c,
     format_table,
     plot_curves,
     run_in_processes,
@@ -191,4 +192,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_ctrl_c(main, "the finished runs in <name>.partial.json")

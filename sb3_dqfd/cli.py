@@ -35,6 +35,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
 from sb3_dqfd.common.demonstrations import Demonstrations, load_demonstrations, record_demonstrations, save_demonstrations
 from sb3_dqfd.common.experiment import (
+    EXIT_CTRL_C,
     LATEST_CHECKPOINT,
     RETURN_FLOORS,
     ZOO_DQN_HYPERPARAMS,
@@ -85,7 +86,7 @@ TRAINABLE = ("dqfd", "sacfd", "td3fd", "transformer-a2c", "transformer-ppo")
 FROM_DEMONSTRATIONS = ("dqfd", "sacfd", "td3fd")
 PROG = "sb3-dqfd"
 #: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = EXIT_CTRL_C
 #: The keys of rl-zoo3's entries (:data:`~sb3_dqfd.zoo.registration.ZOO_KEYS`) that ``train`` honours, as rl-zoo3's
 #: ``ExperimentManager`` does; it refuses the others (callbacks, VecEnv wrappers, action noise), naming them
 ENV_KEYS = ("env_kwargs", "env_wrapper", "frame_stack", "monitor_kwargs", "normalize")

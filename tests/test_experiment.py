@@ -247,3 +247,16 @@ def test_the_dqn_baseline_is_the_installed_rl_zoo3_entry(env_id):
     assert set(ZOO_DQN_HYPERPARAMS[env_id]) == set(zoo)
     for key, value in zoo.items():
         assert ZOO_DQN_HYPERPARAMS[env_id][key] == value, key  # a schedule would be a function: no entry has one
+
+
+def test_exit_on_ctrl_c_is_one_line_and_status_130(capsys):
+    def stopped():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        experiment.exit_on_ctrl_c(stopped, "the finished runs in x.partial.json")
+    assert exit_info.value.code == 130 == experiment.EXIT_CTRL_C
+    assert capsys.readouterr().err == "\nstopped by Ctrl-C; kept: the finished runs in x.partial.json\n"
+    finished = []
+    experiment.exit_on_ctrl_c(lambda: finished.append(True))
+    assert finished == [True] and capsys.readouterr().err == ""

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -617,6 +618,25 @@ def run_in_processes(
         raise
     pool.shutdown()
     return [results[index] for index in range(len(jobs))]
+
+
+#: The exit status of a program stopped by Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_CTRL_C = 128 + signal.SIGINT
+
+
+def exit_on_ctrl_c(main: Callable[[], object], kept: str | None = None) -> None:
+    """
+    Run a benchmark's ``main``: a Ctrl-C ends it with one line saying what it kept and exit status 130, rather than a
+    traceback after its results were saved (by :func:`run_in_processes`'s ``on_result``).
+
+    :param main: the benchmark
+    :param kept: what a stopped run keeps, e.g. "the finished runs in results/x.partial.json" (None: nothing)
+    """
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"\nstopped by Ctrl-C; kept: {kept or 'nothing'}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CTRL_C) from None
 
 
 def save_results(path: str | Path, curves: Sequence[LearningCurve], metadata: dict[str, Any]) -> None:
