@@ -65,19 +65,25 @@ def test_video_of_several_recording_envs_is_refused(tmp_path, capsys):
         ("sacfd", "Pendulum-v1", ["--demos", "d.npz", "--pretrain-steps", "20"]),
         ("td3fd", "Pendulum-v1", ["--demos", "d.npz"]),
         ("transformer-ppo", "CartPole-v1", []),
+        ("transformer-a2c", "CartPole-v1", []),
     ],
 )
-def test_train_the_other_algorithms(tmp_path, monkeypatch, algo, env_id, options):
+def test_train_the_other_algorithms_and_resume_them(tmp_path, monkeypatch, algo, env_id, options):
     monkeypatch.chdir(tmp_path)
     if "--demos" in options:
         save_demonstrations(record_demonstrations(lambda observation: np.zeros(1), env_id, n_episodes=1, seed=0), "d.npz")
     hyperparams = tmp_path / "entry.yml"
-    entry = "n_steps: 16\n  batch_size: 16\n" if algo == "transformer-ppo" else "learning_starts: 50\n  batch_size: 32\n"
+    entries = {"transformer-ppo": "n_steps: 16\n  batch_size: 16\n", "transformer-a2c": "n_steps: 16\n"}
+    entry = entries.get(algo, "learning_starts: 50\n  batch_size: 32\n")
     hyperparams.write_text(f"{env_id}:\n  {entry}")
-    argv = ["train", algo, "--env", env_id, "--hyperparams", str(hyperparams), "--timesteps", "128", "--eval-freq", "128"]
-    assert run(*argv, "--eval-episodes", "1", *options) == 0
+    argv = ["train", algo, "--env", env_id, "--hyperparams", str(hyperparams), "--eval-freq", "128", "--eval-episodes", "1"]
+    assert run(*argv, "--timesteps", "128", "--checkpoint", *options) == 0
     results = json.loads((tmp_path / "runs" / "train" / "results.json").read_text())
     assert results["curves"][0]["timesteps"][-1] >= 128
+    # Trained longer from the checkpoint: its buffer (demonstrations included) and schedules carry on
+    assert run(*argv, "--timesteps", "256", "--resume", *options) == 0
+    curve = json.loads((tmp_path / "runs" / "train" / "results.json").read_text())["curves"][0]
+    assert curve["resumed_at"] == [results["curves"][0]["timesteps"][-1]] and curve["timesteps"][-1] >= 256
 
 
 def test_demonstration_options_name_the_algorithms_that_take_them(capsys):
