@@ -23,6 +23,7 @@ from typing import Any, NoReturn, TextIO, cast
 import gymnasium as gym
 import numpy as np
 import torch as th
+import yaml
 from gymnasium import spaces
 from sb3_contrib import QRDQN, TRPO, RecurrentPPO
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
@@ -617,10 +618,14 @@ def _report_interrupt(model: BaseAlgorithm, total_timesteps: int, files: list[Pa
     return EXIT_INTERRUPTED
 
 
-def _checkpoint_options(args: argparse.Namespace, hyperparams: dict[str, Any]) -> dict[str, Any]:
-    """:return: what a ``--resume`` must repeat: :data:`RESUME_OPTIONS` and the YAML entry's values (as text)"""
+def _checkpoint_options(args: argparse.Namespace) -> dict[str, Any]:
+    """
+    :return: what a ``--resume`` must repeat: :data:`RESUME_OPTIONS` and the ``--hyperparams`` entry as written (its
+        YAML values, read again: the parsed ones hold schedules and classes, not comparable as JSON)
+    """
     options = {name: getattr(args, name) for name in RESUME_OPTIONS}
-    return options | {"hyperparams entry": {key: str(value) for key, value in hyperparams.items()}}
+    entry = yaml.safe_load(Path(args.hyperparams).read_text()).get(args.env) if args.hyperparams is not None else None
+    return options | {"hyperparams entry": json.loads(json.dumps(entry, default=str))}
 
 
 def _start_or_resume(
@@ -688,7 +693,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     n_envs = n_envs if args.n_envs is None else args.n_envs
     total_timesteps = total_timesteps if args.timesteps is None else args.timesteps
     env, eval_env = make_train_envs(args.env, n_envs, args.seed, settings)
-    options = _checkpoint_options(args, hyperparams)  # before the model's arguments are added to the entry
     model = _build_model(args, env, hyperparams, where)
 
     model_path = Path(args.output_dir) / f"{args.algo}_{args.env}"
@@ -696,7 +700,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     checkpoint_dir, curve_so_far = None, None
     if args.checkpoint or args.resume:
         checkpoint_dir = model_path.parent / CHECKPOINT_FOLDER
-        model, curve_so_far = _start_or_resume(args, model, options, checkpoint_dir)
+        model, curve_so_far = _start_or_resume(args, model, _checkpoint_options(args), checkpoint_dir)
     stop = _StopOnCtrlC()
     try:
         with _handling_sigint(stop.on_sigint):

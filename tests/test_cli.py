@@ -337,7 +337,8 @@ def test_ctrl_c_with_checkpoint_then_resume_continues_the_run(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     real_train = DQfD.train
     ctrl_c_after_updates(monkeypatch, 130)
-    Path("dqfd.yml").write_text("CartPole-v1:\n  pretrain_steps: 5\n  policy_kwargs: 'dict(net_arch=[16])'\n")
+    entry = "CartPole-v1:\n  pretrain_steps: 5\n  learning_rate: lin_1e-3\n  policy_kwargs: 'dict(net_arch=[16])'\n"
+    Path("dqfd.yml").write_text(entry)  # a schedule and a policy_kwargs string: parsed, not comparable as such
     argv = ["train", "dqfd", "--env", "CartPole-v1", "--demos", "expert:1", "--hyperparams", "dqfd.yml", "--eval-freq", "50"]
     argv += ["--eval-episodes", "1", "--output-dir", "run", "--timesteps", "300"]
     assert run(*argv, "--checkpoint") == 130
@@ -364,6 +365,10 @@ def test_ctrl_c_with_checkpoint_then_resume_continues_the_run(tmp_path, monkeypa
 
     error = usage_error(*[arg if arg != "expert:1" else "expert:2" for arg in argv], "--resume")
     assert "--resume: the run in run/checkpoint was started with other options: demos 'expert:1' (now 'expert:2')\n" in error
+    Path("dqfd.yml").write_text(entry.replace("lin_1e-3", "lin_2e-3"))
+    error = usage_error(*argv, "--resume")
+    assert "hyperparams entry {'pretrain_steps': 5, 'learning_rate': 'lin_1e-3'," in error and "'lin_2e-3'" in error
+    Path("dqfd.yml").write_text(entry)
     error = usage_error(*argv[:-4], "--output-dir", "elsewhere", "--resume")
     assert "--resume: no checkpoint in elsewhere/checkpoint: start the run with --checkpoint" in error
     assert run(*argv, "--checkpoint", "--timesteps", "50") == 0  # without --resume: a new run
