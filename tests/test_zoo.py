@@ -335,12 +335,30 @@ def test_zoo_help_lists_the_scripts(capsys: pytest.CaptureFixture[str]) -> None:
             "unknown hyperparameters for DQfD: gama",
         ),
         (["fly"], "expected a script (train, enjoy"),
+        (
+            ["train", "--algo", "sacfd", "--env", "Pendulum-v1", "--conf-file", "parallel.yml"],
+            "parallel.yml [Pendulum-v1]: rl-zoo3's ParallelTrainCallback does not work with SACfD",
+        ),
+        (
+            [
+                "train",
+                "--algo",
+                "dqfd",
+                "--env",
+                "CartPole-v1",
+                "-params",
+                "callback:'rl_zoo3.callbacks.ParallelTrainCallback'",
+            ],
+            "-params: rl-zoo3's ParallelTrainCallback does not work with DQfD",
+        ),
     ],
 )
 def test_zoo_bad_input_is_one_line_and_exit_2(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: str
 ) -> None:
     Path("bad.yml").write_text(yaml.safe_dump({"CartPole-v1": {"n_timesteps": 100, "policy": "MlpPolicy", "gama": 0.9}}))
+    callback = [{"rl_zoo3.callbacks.ParallelTrainCallback": {"gradient_steps": 200}}]
+    Path("parallel.yml").write_text(yaml.safe_dump({"Pendulum-v1": {"n_timesteps": 100, "callback": callback}}))
     status, err = _zoo(capsys, monkeypatch, *argv)
     assert status == 2
     assert err.count("\n") == 1, err

@@ -18,6 +18,7 @@ from sb3_dqfd.zoo.registration import (
     ZooError,
     algorithm_class,
     check_action_space,
+    check_callbacks,
     check_env_id,
     default_config,
     entry_env_kwargs,
@@ -63,6 +64,8 @@ def check_train_arguments(argv: Sequence[str]) -> list[str]:
     unknown = sorted({item.partition(":")[0] for item in args.hyperparams} - known_keys(algorithm))
     if unknown:
         raise ZooError(f"-params: unknown hyperparameters for {algorithm.__name__}: {', '.join(unknown)}")
+    callbacks = [value for key, _, value in (item.partition(":") for item in args.hyperparams) if key == "callback"]
+    check_callbacks(callbacks, algorithm, "-params")
     return argv
 
 

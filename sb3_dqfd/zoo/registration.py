@@ -223,4 +223,28 @@ def read_zoo_entry(path: str | Path, env_id: str, algorithm: type[BaseAlgorithm]
             f"directory); record it with: python -m sb3_dqfd record --env {env_id} --episodes <N> --output {demonstrations} "
             f"(the header of {path.name} gives the number of episodes each entry was tuned with)"
         )
+    check_callbacks(entry.get("callback"), algorithm, f"{path} [{key}]")
     return dict(entry)
+
+
+#: rl-zoo3's callback that trains a copy of the model in a thread: it takes SAC and TQC only and reloads the model's
+#: zip as ``SAC`` (so SACfD passes its check, then fails), without the demonstrations and prioritized replay of ours
+PARALLEL_TRAIN_CALLBACK = "ParallelTrainCallback"
+
+
+def check_callbacks(callbacks: Any, algorithm: type[BaseAlgorithm], where: str) -> None:
+    """
+    Refuse rl-zoo3's ``ParallelTrainCallback`` for our algorithms (see :data:`PARALLEL_TRAIN_CALLBACK`).
+
+    :param callbacks: the ``callback`` value of an entry, or of ``-params``: a name, a ``{name: kwargs}`` mapping or a
+        list of them (None: no callback)
+    :param algorithm: the algorithm the entry is for
+    :param where: the file and entry, or the option, for the error
+    """
+    items = callbacks if isinstance(callbacks, list) else [callbacks]
+    names = [name for item in items for name in (item if isinstance(item, Mapping) else [item]) if isinstance(name, str)]
+    if algorithm.__module__.startswith("sb3_dqfd") and any(PARALLEL_TRAIN_CALLBACK in name for name in names):
+        raise ZooError(
+            f"{where}: rl-zoo3's {PARALLEL_TRAIN_CALLBACK} does not work with {algorithm.__name__}: it trains a copy "
+            "reloaded as SB3's SAC (or refuses the model), without demonstrations or prioritized replay; remove the callback"
+        )
