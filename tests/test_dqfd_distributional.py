@@ -9,6 +9,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_dqfd.common.buffers import DQfDReplayBufferSamples
 from sb3_dqfd.dqfd import DQfD
+from sb3_dqfd.dqfd import dqfd as dqfd_module
 from sb3_dqfd.dqfd.dqfd import dqfd_quantile_losses, quantile_double_q_target, quantile_huber_losses
 
 N_QUANTILES = 3
@@ -68,6 +69,48 @@ def test_quantile_huber_losses_per_row_brute_force() -> None:
     # The batch mean is sb3-contrib's loss averaged over the quantile pairs
     contrib = quantile_huber_loss(th.as_tensor(current), th.as_tensor(target), sum_over_quantiles=False)
     assert rows.mean() == pytest.approx(contrib.item(), rel=1e-12)
+
+
+@pytest.fixture
+def fresh_compile(monkeypatch):
+    """The compiled loss is built once per process: rebuild it for the test (and after it, as it was)."""
+    dqfd_module._compiled_pairwise_quantile_huber_losses.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    dqfd_module._compiled_pairwise_quantile_huber_losses.cache_clear()
+
+
+def test_the_compiled_loss_and_its_gradient_are_the_written_out_ones(fresh_compile) -> None:
+    assert dqfd_module._compiled_pairwise_quantile_huber_losses() is not None  # torch.compile works here
+    rng = np.random.default_rng(3)
+    current, target = (th.as_tensor(x, dtype=th.float32) for x in rng.normal(scale=2.0, size=(2, 64, 25)))
+    weights = th.as_tensor(rng.uniform(size=64), dtype=th.float32)
+    compiled_input, eager_input = current.clone().requires_grad_(True), current.clone().requires_grad_(True)
+    compiled = quantile_huber_losses(compiled_input, target)
+    eager = dqfd_module._pairwise_quantile_huber_losses(eager_input, target)
+    th.testing.assert_close(compiled, eager)
+    (compiled * weights).sum().backward()
+    (eager * weights).sum().backward()
+    th.testing.assert_close(compiled_input.grad, eager_input.grad)
+
+
+def test_the_loss_runs_without_torch_compile_when_turned_off_or_failing(fresh_compile) -> None:
+    fresh_compile.setenv(dqfd_module.COMPILE_ENV_VAR, "0")
+    assert dqfd_module._compiled_pairwise_quantile_huber_losses() is None
+    dqfd_module._compiled_pairwise_quantile_huber_losses.cache_clear()
+    fresh_compile.delenv(dqfd_module.COMPILE_ENV_VAR)
+
+    def no_compiler(function, **kwargs):
+        def failing(*args):
+            raise RuntimeError("no C++ compiler found")
+
+        return failing
+
+    fresh_compile.setattr(th, "compile", no_compiler)
+    with pytest.warns(UserWarning, match=r"torch.compile failed \(RuntimeError: no C\+\+ compiler found\)"):
+        rows = quantile_huber_losses(th.zeros(2, 3), th.ones(2, 3))
+    # Each pair: |tau_i - 0| * Huber(1) = tau_i / 2, averaged over i: 1/4
+    assert rows.tolist() == pytest.approx([0.25, 0.25])
 
 
 def test_dqfd_quantile_losses_brute_force() -> None:
