@@ -33,11 +33,11 @@ gradient step (``train(gradient_steps=1)``, the task's batch and network, a buff
 and per acting step (``predict``) of every variant, timed in interleaved rounds inside one process.
 
 Rough cost per task of the full ablation (4 variants x 3 seeds = 12 runs; CPU time per run from earlier results:
-``cpu_share`` x the curve's times): MountainCar about 0.5 CPU-hour (2-3 minutes a run), LunarLander 7-8 CPU-hours
-(the shipped and noisy variants 3-10 minutes a run; with the default 170 quantiles a gradient step costs ~30x the
-shipped one, ~62 ms: about an hour a run for each distributional variant), MinAtar Breakout 3-4 CPU-hours (DQfD about
-15 minutes a run; 13-30 wall minutes in ``bench_minatar.py``'s run on a loaded machine). The three tasks, ~12
-CPU-hours, need more than one session: every finished run is saved at once to ``<name>.partial.json``, and each run
+``cpu_share`` x the curve's times): MountainCar about 0.5 CPU-hour (2-3 minutes a run), LunarLander about 2
+CPU-hours (3-10 minutes a run; at the default 170 quantiles a gradient step costs ~3.4x the shipped one with the
+compiled quantile loss, ~24x and an hour a run without it), MinAtar Breakout 3-4 CPU-hours (DQfD about 15 minutes a
+run; 13-30 wall minutes in ``bench_minatar.py``'s run on a loaded machine). The three tasks, 6-7 CPU-hours, need
+more than one session: every finished run is saved at once to ``<name>.partial.json``, and each run
 in progress to its checkpoint folder at each evaluation (``<name>.checkpoints/``: model, replay buffer, curve), so
 Ctrl-C or the end of a session loses at most the steps since a run's last evaluation. ``--resume`` continues from
 there: it keeps the finished runs, continues the runs in progress from their checkpoints (their curves list the step
