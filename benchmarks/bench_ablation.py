@@ -530,6 +530,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=RESULTS, help="where the JSON and PNGs go")
     parser.add_argument("--no-step-costs", action="store_true", help="skip the timing of a step per variant")
     parser.add_argument(
+        "--remeasure-step-costs",
+        action="store_true",
+        help="with --resume: time the steps again with the code as it is now (the partial file's timings are kept in "
+        "the results as replaced_step_costs)",
+    )
+    parser.add_argument(
         "--noisy-keeps-epsilon",
         action="store_true",
         help="the noisy variants keep the entry's epsilon schedule instead of exploring with the noise alone",
@@ -599,10 +605,10 @@ def report_task(env_id: str, curves: list[LearningCurve], budget: int, seeds: in
 
 def measure_step_costs(args: argparse.Namespace, stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
-    The step costs of every task: those a resumed partial file holds (``stored``), the others measured now (none with
-    ``--no-step-costs``).
+    The step costs of every task: those a resumed partial file holds (``stored``; none with
+    ``--remeasure-step-costs``), the others measured now (none with ``--no-step-costs``).
     """
-    costs = [cost for cost in stored if cost["env_id"] in args.envs]
+    costs = [cost for cost in stored if cost["env_id"] in args.envs and not args.remeasure_step_costs]
     for cost in costs:
         print(f"\nstep costs from the partial file:\n{format_step_costs(cost)}\n", flush=True)
     if args.no_step_costs:
@@ -640,6 +646,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "configuration": configuration,
         "step_costs": measure_step_costs(args, previous.get("step_costs", [])),
     }
+    if args.remeasure_step_costs and previous.get("step_costs"):
+        report["replaced_step_costs"] = [*previous.get("replaced_step_costs", []), *previous["step_costs"]]
     report["budgets"] = {env_id: task["budget"] for env_id, task in configuration["tasks"].items()}
     report["hyperparameters"] = configuration["hyperparameters"]
     remaining = [job for job in jobs if job_key(job) not in finished]

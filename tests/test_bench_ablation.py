@@ -346,6 +346,17 @@ def test_resume_keeps_the_step_costs_of_the_partial_file(bench, fake_runs, tmp_p
     assert calls == ["MountainCar-v0"] and [cost["env_id"] for cost in report["step_costs"]] == ["MountainCar-v0"]
 
 
+def test_remeasured_step_costs_replace_those_of_the_partial_file(bench, fake_runs, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "step_costs", fake_step_costs(bench, calls))
+    argv = [*(arg for arg in ARGV if arg != "--no-step-costs"), "--output-dir", str(tmp_path)]
+    interrupted_run(bench, fake_runs, argv, stop_after=1)
+    first = json.loads((tmp_path / PARTIAL).read_text())["metadata"]["step_costs"]
+    report = bench.main([*argv, "--resume", "--remeasure-step-costs"])  # e.g. after the code got faster
+    assert calls == ["MountainCar-v0", "MountainCar-v0"] and report["replaced_step_costs"] == first
+    assert json.loads((tmp_path / FINAL).read_text())["metadata"]["replaced_step_costs"] == first
+
+
 def test_a_minatar_game_without_a_measured_teacher_has_no_threshold(bench, fake_runs, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "MINATAR_TEACHER_SCORES", {})
     argv = ["--small", "--envs", MINATAR, "MountainCar-v0", "--no-step-costs", "--output-dir", str(tmp_path)]
