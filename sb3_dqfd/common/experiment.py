@@ -205,11 +205,10 @@ class CurveCallback(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next_eval:
             self._next_eval += self.eval_freq
-            record_evaluation(
-                self.model, self.curve, self.eval_env, self.n_eval_episodes, self.deterministic, self.clock_start
-            )
-            if self.checkpoint_dir is not None:
-                save_checkpoint(self.checkpoint_dir, self.model, self.curve)
+            _evaluate_and_save(
+                self.model, self.curve, self.eval_env, self.n_eval_episodes, self.clock_start, self.checkpoint_dir,
+                self.deterministic,
+            )  # fmt: skip
             if self.stop_at_threshold is not None and self.curve.mean_returns[-1] >= self.stop_at_threshold:
                 return False
         return True
@@ -427,11 +426,12 @@ def _evaluate_and_save(
     curve: LearningCurve,
     eval_env: VecEnv,
     n_eval_episodes: int,
-    clock_start: float,
+    clock_start: float | None,
     checkpoint_dir: str | Path | None,
+    deterministic: bool = True,
 ) -> None:
     """:func:`record_evaluation`, then :func:`save_checkpoint` if there is a ``checkpoint_dir``."""
-    record_evaluation(model, curve, eval_env, n_eval_episodes, clock_start=clock_start)
+    record_evaluation(model, curve, eval_env, n_eval_episodes, deterministic, clock_start)
     if checkpoint_dir is not None:
         save_checkpoint(checkpoint_dir, model, curve)
 
